@@ -1,0 +1,1 @@
+"""optax_exptest: learning-rate-free training for JAX and Optax."""

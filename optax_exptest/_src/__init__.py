@@ -1,0 +1,1 @@
+"""Private implementation modules of optax_exptest; import from the package instead."""
