@@ -1,0 +1,93 @@
+"""A fixed-size buffer of block-averaged losses: ExpTest's window memory.
+
+ExpTest's test window grows as 1/learning_rate times the mini-batch correction
+and can reach hundreds of thousands of steps. The buffer keeps `capacity`
+slots whatever the window length: slot `i` holds the sum of the losses
+`[i * block_size, (i + 1) * block_size)` of the window. When all slots are
+full, adjacent slots are merged pairwise and `block_size` doubles, so the
+slots always cover consecutive, equally long blocks (the last one possibly
+partial) and the fit sees evenly spaced points.
+
+Statistics: slot `i` is the mean of `w_i` losses, with `w_i = block_size`
+except for the last, partial block. Under i.i.d. noise the block mean has
+variance `sigma^2 / w_i`, so weighted least squares with weights `w_i` is the
+generalised least-squares fit, and the F- and t-tests keep their exact null
+distributions with `m` observations, `m` the number of occupied slots: the
+degrees of freedom are `(1, m - 3)` for the exponential F-test and `m - 2` for
+the slope t-test. Averaging costs power only through the smaller `m`
+(between `capacity / 2` and `capacity` once the window exceeds the capacity).
+
+Pushing a loss costs one `dynamic_update_slice`; merging happens once per
+doubling, behind the optimizer's rare-event branch.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class LossWindow(NamedTuple):
+  """Block sums of the losses of the current window.
+
+  Attributes:
+    sums: shape `(capacity,)`, the sum of the losses in each slot.
+    count: int32 scalar, the number of losses in the window.
+    block_size: int32 scalar, the number of losses per (full) slot, a power
+      of two.
+  """
+
+  sums: jax.Array
+  count: jax.Array
+  block_size: jax.Array
+
+
+def empty(capacity: int, dtype: jnp.dtype) -> LossWindow:
+  """Returns an empty window with `capacity` slots of `dtype`."""
+  return LossWindow(
+      sums=jnp.zeros((capacity,), dtype),
+      count=jnp.zeros((), jnp.int32),
+      block_size=jnp.ones((), jnp.int32),
+  )
+
+
+def clear(window: LossWindow) -> LossWindow:
+  """Returns an empty window of the same capacity and dtype."""
+  return empty(window.sums.shape[0], window.sums.dtype)
+
+
+def push(window: LossWindow, value: jax.Array) -> LossWindow:
+  """Adds one loss to the window (the caller merges when `is_full`)."""
+  slot = window.count // window.block_size
+  sums = window.sums.at[slot].add(value.astype(window.sums.dtype))
+  return window._replace(sums=sums, count=window.count + 1)
+
+
+def is_full(window: LossWindow) -> jax.Array:
+  """Whether the next `push` needs a `merge` first."""
+  return window.count >= window.sums.shape[0] * window.block_size
+
+
+def merge(window: LossWindow) -> LossWindow:
+  """Merges adjacent slots pairwise and doubles the block size."""
+  capacity = window.sums.shape[0]
+  padded = jnp.pad(window.sums, (0, capacity % 2))
+  merged = padded.reshape(-1, 2).sum(axis=1)
+  sums = jnp.zeros_like(window.sums).at[: merged.shape[0]].set(merged)
+  return window._replace(sums=sums, block_size=window.block_size * 2)
+
+
+def points(window: LossWindow) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Returns `(t, y, weights)` for a weighted fit over the window.
+
+  `t` is the centre (in steps from the window's start) of each slot's block,
+  `y` the mean loss of the block, and `weights` the number of losses in it
+  (0 for unused slots, whose `t` and `y` are finite placeholders).
+  """
+  capacity = window.sums.shape[0]
+  dtype = window.sums.dtype
+  start = jnp.arange(capacity, dtype=jnp.int32) * window.block_size
+  weights = jnp.clip(window.count - start, 0, window.block_size).astype(dtype)
+  y = window.sums / jnp.maximum(weights, 1)
+  t = start.astype(dtype) + (jnp.maximum(weights, 1) - 1) / 2
+  return t, y, weights

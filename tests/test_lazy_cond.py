@@ -1,0 +1,56 @@
+"""lazy_cond: a cond under vmap that runs the rare branch only where needed."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optax_exptest._src.lazy_cond import lazy_cond
+
+
+def _counting_cond(calls):
+  def expensive(x, y):
+    jax.debug.callback(lambda: calls.append(1))
+    return x * 10 + y
+
+  return lambda x, y: lazy_cond(x > 2, expensive, lambda x, y: x + 0 * y, x, y)
+
+
+def _reference(x, y):
+  return np.where(x > 2, x * 10 + y, x)
+
+
+@pytest.mark.parametrize("in_axes", [(0, 0), (0, None)])
+def test_matches_select_semantics_under_vmap(in_axes):
+  f = _counting_cond([])
+  x = jnp.arange(6)
+  y = jnp.ones(6, jnp.int32) if in_axes[1] == 0 else jnp.int32(1)
+  np.testing.assert_array_equal(jax.vmap(f, in_axes)(x, y), _reference(x, y))
+
+
+def test_nested_vmap_and_scan():
+  f = _counting_cond([])
+  x = jnp.arange(12).reshape(3, 4)
+  out = jax.vmap(jax.vmap(f))(x, jnp.ones_like(x))
+  np.testing.assert_array_equal(out, _reference(x, 1))
+
+  def run(xs):
+    return jax.lax.scan(lambda c, x: (c + f(x, c), None), 0, xs)[0]
+
+  batched = jax.jit(jax.vmap(run))(x)
+  looped = [run(row) for row in x]
+  np.testing.assert_array_equal(batched, looped)
+
+
+def test_rare_branch_runs_only_for_elements_that_take_it():
+  calls = []
+  f = jax.jit(jax.vmap(_counting_cond(calls)))
+  f(jnp.arange(2), jnp.ones(2, jnp.int32)).block_until_ready()
+  assert not calls  # no element takes the rare branch
+  f(jnp.arange(5), jnp.ones(5, jnp.int32)).block_until_ready()
+  assert len(calls) == 2  # elements 3 and 4 only, not all five
+
+
+def test_unbatched_is_lax_cond():
+  f = _counting_cond([])
+  assert int(jax.jit(f)(3, 1)) == 31
+  assert int(jax.jit(f)(1, 1)) == 1
