@@ -128,6 +128,40 @@ def test_window_size_is_the_papers():
   assert int(window_size(l0, eta)) == expected == 6
 
 
+@pytest.mark.parametrize(
+    "gradients, expected",
+    [
+        ("zero", lambda w: w),  # no information: c_w = 1
+        ("constant", lambda w: w),  # a straight path: c_w = 1
+        ("alternating", lambda w: 2**30),  # cancelling exactly: unbounded
+        ("noisy", None),  # zig-zag: c_w > 1
+    ],
+)
+def test_mini_batch_correction(gradients, expected):
+  rng = np.random.default_rng(0)
+  tx = optax_exptest.exptest(0.1, divergence_factor=None)
+  params = jnp.zeros(4)
+  state = tx.init(params)
+  step = jax.jit(lambda s, g: tx.update(g, s, params, value=1.0)[1])
+  base = None
+  for i in range(200):
+    g = {
+        "zero": np.zeros(4),
+        "constant": np.ones(4),
+        "alternating": (-1.0) ** i * np.ones(4),
+        "noisy": np.ones(4) + 3 * rng.normal(size=4),
+    }[gradients]
+    state = step(state, jnp.asarray(g, jnp.float32))
+    base = int(state.base_window)
+    if not state.correcting:
+      break
+  n = int(state.window_length)
+  if expected is None:
+    assert n > 1.5 * base
+  else:
+    assert n == max(expected(base), 4)
+
+
 def test_converges_and_switches_to_tuning(x64):
   loss, params = _quadratic_problem()
   tx = optax_exptest.exptest(1.0, sgd_correction=False)

@@ -327,8 +327,17 @@ def exptest(
     count = state.window.count
     end_correction = state.correcting & (count >= w)
     if sgd_correction:
+      # c_w >= 1 by the triangle inequality. Zero displacement with a nonzero
+      # path (gradients that cancel exactly) means an unbounded correction;
+      # all-zero gradients mean no information (c_w = 1).
+      path = state.grad_norm_sum
       displacement = jnp.sqrt(_sum_of_squares(grad_sum, dtype))
-      c_w = jnp.maximum(state.grad_norm_sum / displacement, 1.0)
+      c_w = jnp.where(
+          displacement > 0,
+          path / jnp.where(displacement > 0, displacement, 1),
+          jnp.where(path > 0, jnp.inf, 1),
+      )
+      c_w = jnp.maximum(c_w, 1.0)
       corrected = _test_length(jnp.minimum(jnp.round(c_w * w), MAX_WINDOW))
       n = jnp.where(end_correction, corrected, n)
     state = state._replace(

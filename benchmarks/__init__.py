@@ -1,0 +1,1 @@
+"""Benchmarks and experiments of optax_exptest; run `python -m benchmarks --help`."""
