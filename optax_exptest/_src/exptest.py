@@ -1,6 +1,6 @@
 """ExpTest: learning-rate search and tuning by hypothesis tests on the loss.
 
-Chaudhry, Mizuno & Holmes, "ExpTest: Automating Learning Rate Searching and
+Chaudhry & Mizuno, "ExpTest: Automating Learning Rate Searching and
 Tuning with Insights from Linearized Neural Networks", arXiv 2411.16975.
 
 The transformation starts at an upper-bound rate, records the training loss
@@ -260,7 +260,7 @@ def exptest(
     (True, 1)
 
   References:
-    Chaudhry, Mizuno & Holmes, ExpTest: Automating Learning Rate Searching
+    Chaudhry & Mizuno, ExpTest: Automating Learning Rate Searching
     and Tuning with Insights from Linearized Neural Networks, 2024,
     https://arxiv.org/abs/2411.16975
   """

@@ -1,0 +1,21 @@
+"""Smoke run of the main job (`make demo`) on a subset of MNIST."""
+import json
+
+from examples import mnist_demo
+
+
+def test_demo_on_a_subset(tmp_path, capsys):
+  run = mnist_demo.main([
+      "--subset", "10000", "--epochs", "2", "--quiet", "--out", str(tmp_path),
+  ])
+  out = capsys.readouterr().out
+  assert "eta_max = " in out
+  assert "test accuracy: " in out
+  record = json.loads((tmp_path / "mnist_exptest_seed0.json").read_text())
+  assert (tmp_path / "mnist_exptest_seed0.png").stat().st_size > 10_000
+  assert record["test_accuracy"] == run["test_accuracy"] > 0.8
+  assert len(record["train_loss"]) == 2 * (10000 // 32)
+  # Every decision is printed with its step, phase, p-value and new rate.
+  for d in record["decisions"]:
+    assert f"step {d['step']:6d}  {d['phase']}" in out
+  assert record["decisions"][0]["decision"] in ("exponential", "restart")
