@@ -1,0 +1,31 @@
+"""Zooming search over learning rates (arXiv 2409.09783), vmapped and sharded.
+
+* `ZoomingSearch`: the Lipschitz-bandit search, with `ask` / `tell` and a
+  JSON `state_dict`; host-side numpy.
+* `zoom`: runs the rounds of a search, each round's arms in one compiled
+  `jax.vmap` call, sharded over a mesh, checkpointed after every round.
+* Rewards in `[0, 1]` for `train_fn`: `loss_reward`, `loss_curve_reward`,
+  `accuracy_reward`.
+"""
+
+from optax_exptest._src.rewards import accuracy_reward
+from optax_exptest._src.rewards import loss_curve_reward
+from optax_exptest._src.rewards import loss_reward
+from optax_exptest._src.zoom import make_round
+from optax_exptest._src.zoom import write_checkpoint
+from optax_exptest._src.zoom import zoom
+from optax_exptest._src.zooming import Arm
+from optax_exptest._src.zooming import covers_unit_interval
+from optax_exptest._src.zooming import ZoomingSearch
+
+__all__ = (
+    "Arm",
+    "ZoomingSearch",
+    "accuracy_reward",
+    "covers_unit_interval",
+    "loss_curve_reward",
+    "loss_reward",
+    "make_round",
+    "write_checkpoint",
+    "zoom",
+)

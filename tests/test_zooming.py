@@ -1,0 +1,287 @@
+"""Tests of `ZoomingSearch`: covering, selection, batching, state, errors."""
+import doctest
+import json
+import math
+
+import numpy as np
+import pytest
+
+from optax_exptest._src import rewards as rewards_module
+from optax_exptest._src import zoom as zoom_module
+from optax_exptest._src import zooming
+from optax_exptest._src.zooming import covers_unit_interval
+from optax_exptest._src.zooming import ZoomingSearch
+
+
+def peak(x, at=0.37):
+  return 1 - np.abs(x - at)
+
+
+def lipschitz_rewards():
+  """A few 1-Lipschitz mean-reward functions on [0, 1]."""
+  return {
+      "peak": peak,
+      "two_peaks": lambda x: np.maximum(peak(x, 0.2), peak(x, 0.8) - 0.1),
+      "slope": lambda x: 0.2 + 0.7 * x,
+      "sine": lambda x: 0.5 + 0.15 * np.sin(6 * x),
+  }
+
+
+def run(search, fn, rounds, k, noise=0.02, seed=0, on_round=None):
+  rng = np.random.default_rng(seed)
+  for _ in range(rounds):
+    lrs = search.ask(k)
+    if on_round is not None:
+      on_round(search, lrs)
+    search.tell(lrs, fn(lrs) + noise * rng.normal(size=lrs.shape))
+  return search
+
+
+def covered(search):
+  arms = search.arms
+  return covers_unit_interval([a.position for a in arms], [a.radius for a in arms])
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("radius_scale", [1.0, 0.1, 0.03])
+@pytest.mark.parametrize("name", sorted(lipschitz_rewards()))
+def test_covering_holds_after_every_round(name, radius_scale, k):
+  fn = lipschitz_rewards()[name]
+  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=radius_scale, seed=1)
+
+  def check(search, lrs):
+    assert covered(search)  # with the round's pulls pending (hallucinated)
+
+  for _ in range(max(1, 64 // k)):
+    run(search, fn, 1, k, on_round=check)
+    assert covered(search)  # with the rewards told
+  assert search.num_pulls == k * max(1, 64 // k)
+
+
+def test_gap_helper_sees_gaps_and_tolerates_rounding():
+  assert not covers_unit_interval([], [])
+  assert covers_unit_interval([0.5], [0.5])
+  assert not covers_unit_interval([0.25, 0.75], [0.2, 0.2])  # gap (0.45, 0.55)
+  assert not covers_unit_interval([0.3], [0.4])  # (0.7, 1]
+  assert not covers_unit_interval([0.7], [0.4])  # [0, 0.3)
+  assert covers_unit_interval([0.25, 0.75], [0.25, 0.25 - 1e-14])
+
+
+def test_activation_is_the_midpoint_of_the_leftmost_gap():
+  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  search.ask(1)
+  r0 = 0.1 * math.sqrt(2 * math.log(64))
+  positions = [a.position for a in search.arms]
+  # [0, 1] -> 0.5; then [0, 0.5 - r0) -> its midpoint; then (0.5 + r0, 1].
+  assert positions[0] == 0.5
+  np.testing.assert_allclose(positions[1], (0.5 - r0) / 2)
+  np.testing.assert_allclose(positions[2], (1 + 0.5 + r0) / 2)
+  assert len(positions) == 3
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_k1_small_radius_finds_the_maximiser(seed):
+  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1, seed=seed)
+  run(search, peak, 64, 1, noise=0.02, seed=seed)
+  lr, reward = search.best
+  assert abs(lr - 0.37) < 0.05, (lr, reward)
+
+
+def test_k1_classic_radius_explores_little():
+  # Expected behaviour, not a bug: the first ball covers [0, 1] for ~8 log T
+  # pulls, so classic zooming keeps pulling the midpoint.
+  search = run(ZoomingSearch(0.0, 1.0, horizon=64), peak, 16, 1)
+  assert {h["learning_rate"] for h in search.history} == {0.5}
+
+
+def test_never_pulled_arms_come_first():
+  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  lrs = search.ask(1)
+  search.tell(lrs, [1.0])  # the best possible reward...
+  fresh = search.ask(2)  # ...still loses to the two fresh arms
+  assert lrs[0] not in fresh and len(search.arms) == 3
+  assert all(a.pulls == 0 for a in search.arms if a.learning_rate in fresh)
+
+
+def test_selection_takes_the_largest_index():
+  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  lrs = search.ask(3)
+  means = {lr: r for lr, r in zip(sorted(lrs), [0.2, 0.9, 0.5])}
+  search.tell(lrs, [means[lr] for lr in lrs])
+  # All three pulled once (same radius) and no gap opened: the best mean wins.
+  assert len(search.arms) == 3
+  assert search.ask(1)[0] == max(means, key=means.get)
+
+
+@pytest.mark.parametrize("radius_scale", [1.0, 0.1])
+@pytest.mark.parametrize("seed", range(3))
+def test_batched_rounds_are_distinct(seed, radius_scale):
+  k = 8
+  search = ZoomingSearch(0.0, 1.0, horizon=256, radius_scale=radius_scale, seed=seed)
+  rng = np.random.default_rng(seed)
+  for _ in range(32):
+    lrs = search.ask(k)
+    assert len(set(lrs.tolist())) == k, lrs
+    search.tell(lrs, peak(lrs) + 0.02 * rng.normal(size=k))
+
+
+def test_batched_rounds_zoom_in():
+  # Splits put the round's pulls next to the best arm, not on bad arms.
+  search = run(ZoomingSearch(0.0, 1.0, horizon=256, radius_scale=0.1), peak, 24, 8)
+  distance = np.abs([h["learning_rate"] - 0.37 for h in search.history])
+  assert np.median(distance[-8:]) < 0.06 < np.median(distance[:8]), distance
+  lr, _ = search.best
+  assert abs(lr - 0.37) < 0.02
+
+
+def test_an_arm_repeats_only_when_nothing_can_be_split():
+  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  lrs = search.ask(3)
+  search.tell(lrs, np.where(lrs == 0.5, 1.0, 0.1))
+  # Arms at 0.3 and 0.7 with fresh balls cover the middle arm's whole ball,
+  # and its mean 1 beats their indices: no split is possible.
+  r0 = 0.1 * math.sqrt(2 * math.log(64))
+  search._positions += [0.5 - r0 / 2, 0.5 + r0 / 2]  # pylint: disable=protected-access
+  search._counts += [1, 1]  # pylint: disable=protected-access
+  search._sums += [0.0, 0.0]  # pylint: disable=protected-access
+  lrs = search.ask(3)
+  assert lrs.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_first_round_splits_the_first_ball():
+  # One ball covers [0, 1]; the round splits it rather than repeat 0.5.
+  lrs = ZoomingSearch(0.0, 1.0, horizon=64).ask(4)
+  assert lrs[0] == 0.5 and len(set(lrs.tolist())) == 4
+
+
+def test_smaller_radius_scale_activates_more_arms():
+  counts = [
+      len(run(ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=s), peak, 8, 8).arms)
+      for s in (1.0, 0.3, 0.1, 0.03)
+  ]
+  assert counts == sorted(counts) and counts[0] < counts[-1], counts
+
+
+def test_log_scale_maps_arms_log_uniformly():
+  search = ZoomingSearch(1e-4, 1.0, scale="log", horizon=32, radius_scale=0.1)
+  lrs = search.ask(8)
+  assert np.all((lrs >= 1e-4) & (lrs <= 1.0))
+  for a in search.arms:
+    np.testing.assert_allclose(a.learning_rate, 10 ** (-4 + 4 * a.position), rtol=1e-12)
+  np.testing.assert_allclose(search.learning_rate([0.0, 0.5, 1.0]), [1e-4, 1e-2, 1.0])
+
+
+def test_tell_matches_rates_in_any_order_and_through_float32():
+  search = ZoomingSearch(1e-3, 1.0, scale="log", horizon=32, radius_scale=0.1)
+  lrs = search.ask(4)
+  order = [2, 0]
+  search.tell(lrs[order].astype(np.float32), [0.1, 0.2])
+  np.testing.assert_array_equal(search.pending, lrs[[1, 3]])
+  search.tell(lrs[[3, 1]], [0.3, 0.4])
+  assert [h["learning_rate"] for h in search.history] == lrs[[2, 0, 3, 1]].tolist()
+  assert [h["reward"] for h in search.history] == [0.1, 0.2, 0.3, 0.4]
+  assert not len(search.pending)
+
+
+def test_tell_sanitises_rewards():
+  search = ZoomingSearch(0.0, 1.0, horizon=32, radius_scale=0.1)
+  lrs = search.ask(5)
+  search.tell(lrs, [np.nan, np.inf, -np.inf, 1.03, -0.02])
+  assert [h["reward"] for h in search.history] == [0.0, 0.0, 0.0, 1.0, 0.0]
+  assert [h["finite"] for h in search.history] == [False, False, False, True, True]
+  assert all(not math.isnan(a.mean_reward) for a in search.arms if a.pulls)
+
+
+def test_best_is_the_best_mean():
+  search = ZoomingSearch(0.0, 1.0, horizon=32, radius_scale=0.1)
+  with pytest.raises(RuntimeError, match="no reward"):
+    search.best  # pylint: disable=pointless-statement
+  lrs = search.ask(3)
+  search.tell(lrs, [0.3, 0.8, 0.5])
+  assert search.best == (lrs[1], 0.8)
+
+
+@pytest.mark.parametrize("scale", ["linear", "log"])
+def test_state_dict_round_trip_asks_the_same(scale):
+  a = ZoomingSearch(1e-3, 2.0, scale=scale, horizon=64, radius_scale=0.1, seed=3)
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    lrs = a.ask(4)
+    a.tell(lrs, rng.uniform(size=4))
+  a.ask(3)  # pending pulls are part of the state
+  b = ZoomingSearch.from_state_dict(json.loads(json.dumps(a.state_dict())))
+  assert b.state_dict() == a.state_dict()
+  np.testing.assert_array_equal(b.pending, a.pending)
+  b.tell(b.pending, [0.5, 0.6, 0.7])
+  a.tell(a.pending, [0.5, 0.6, 0.7])
+  for _ in range(5):
+    la, lb = a.ask(4), b.ask(4)
+    np.testing.assert_array_equal(la, lb)
+    r = rng.uniform(size=4)
+    a.tell(la, r)
+    b.tell(lb, r)
+  assert a.history == b.history
+  assert json.dumps(a.state_dict()) == json.dumps(b.state_dict())
+
+
+def test_load_state_dict_refuses_another_configuration():
+  state = ZoomingSearch(0.0, 1.0, horizon=64).state_dict()
+  with pytest.raises(ValueError, match="horizon=64 vs 32"):
+    ZoomingSearch(0.0, 1.0, horizon=32).load_state_dict(state)
+
+
+def test_seed_changes_the_order_of_fresh_arms_only():
+  asks = [ZoomingSearch(0.0, 1.0, horizon=8, radius_scale=0.1, seed=s).ask(2)
+          for s in range(6)]
+  assert len({tuple(a) for a in asks}) > 1
+  again = ZoomingSearch(0.0, 1.0, horizon=8, radius_scale=0.1, seed=0).ask(2)
+  np.testing.assert_array_equal(again, asks[0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(low=1.0, high=1.0), "low < high"),
+    (dict(low=2.0, high=1.0), "low < high"),
+    (dict(low=0.0, high=1.0, scale="log"), "low > 0"),
+    (dict(low=-1.0, high=1.0, scale="log"), "low > 0"),
+    (dict(scale="cubic"), "scale must be"),
+    (dict(horizon=1), "horizon must be an integer >= 2"),
+    (dict(horizon=2.5), "horizon must be"),
+    (dict(radius_scale=0.0), "radius_scale must be a positive"),
+    (dict(radius_scale=1e-9), "would take about"),
+    (dict(seed=-1), "seed must be"),
+])
+def test_bad_arguments(kwargs, match):
+  args = dict(low=1e-3, high=1.0, horizon=16) | kwargs
+  with pytest.raises(ValueError, match=match):
+    ZoomingSearch(args.pop("low"), args.pop("high"), **args)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True, "2"])
+def test_bad_k(k):
+  with pytest.raises(ValueError, match="k must be an integer >= 1"):
+    ZoomingSearch(0.0, 1.0, horizon=16).ask(k)
+
+
+def test_bad_tell():
+  search = ZoomingSearch(0.0, 1.0, horizon=16, radius_scale=0.1)
+  with pytest.raises(ValueError, match="was not asked"):
+    search.tell([0.5], [1.0])
+  lrs = search.ask(3)
+  with pytest.raises(ValueError, match="same length"):
+    search.tell(lrs, [1.0, 0.5])
+  with pytest.raises(ValueError, match="same length"):
+    search.tell(lrs[None], np.ones((1, 3)))
+  with pytest.raises(ValueError, match="was not asked"):
+    search.tell([lrs[0], 0.123456], [1.0, 1.0])
+  assert search.num_pulls == 0  # nothing recorded by a failed tell
+  search.tell(lrs[:1], [1.0])
+  with pytest.raises(ValueError, match="already told"):
+    search.tell(lrs[:1], [1.0])
+
+
+@pytest.mark.parametrize("module", [zooming, zoom_module, rewards_module])
+def test_docstring_examples(module):
+  result = doctest.testmod(
+      module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+  )
+  assert result.attempted > 0 and result.failed == 0
