@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import AxisType
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
@@ -71,7 +72,7 @@ def make_round(
   """
   _check_positive_int("arms_per_round", arms_per_round)
   k = int(arms_per_round)
-  dtype = jnp.result_type(float)
+  dtype = np.dtype(jnp.result_type(float))
   if mesh is not None and k % mesh.size:
     raise ValueError(
         f"zoom: arms_per_round={k} is not a multiple of the mesh's"
@@ -79,6 +80,11 @@ def make_round(
         f" {mesh.size * max(1, round(k / mesh.size))}, or a smaller mesh."
     )
   if mesh is not None:
+    # Auto axes: XLA propagates the arm sharding through `train_fn`, which
+    # then needs no sharding annotations (an Explicit-axes mesh, the default
+    # of `jax.make_mesh`, would make every op inside it sharding-typed).
+    mesh = Mesh(mesh.devices, mesh.axis_names,
+                axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     arm_sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
     replicated = NamedSharding(mesh, PartitionSpec())
 
@@ -92,9 +98,10 @@ def make_round(
     compiled = jax.jit(batched)
 
     def run(learning_rates: np.ndarray, round_index: int) -> jax.Array:
-      return compiled(
-          jnp.asarray(learning_rates, dtype), jnp.asarray(round_index, jnp.int32)
-      )
+      # numpy arguments: converting them with jnp would compile small programs.
+      return compiled(np.asarray(learning_rates, dtype), np.int32(round_index))
+
+    run.jitted = compiled  # For inspection (lowering, HLO).
     return run
 
   compiled = jax.jit(
@@ -110,6 +117,7 @@ def make_round(
     index = jax.make_array_from_callback((), replicated, lambda i: index[i])
     return compiled(rates, index)
 
+  run_sharded.jitted = compiled  # For inspection (lowering, HLO).
   return run_sharded
 
 
