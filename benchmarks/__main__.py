@@ -10,13 +10,15 @@ import sys
 
 import benchmarks
 
-_NOT_EXPERIMENTS = {"common"}
+# Modules of shared code, not experiments.
+_LIBRARY = {"common", "optimizers", "paper", "plots", "mnist_training"}
 
 
 def experiments() -> list[str]:
   return sorted(
       m.name for m in pkgutil.iter_modules(benchmarks.__path__)
-      if not m.name.startswith("_") and m.name not in _NOT_EXPERIMENTS
+      if not m.name.startswith("_") and m.name not in _LIBRARY
+      and not m.name.endswith("_training")
   )
 
 

@@ -69,3 +69,52 @@ def write_results(name: str, data: Mapping[str, Any], markdown: str,
   path.write_text(json.dumps(dict(data, machine=machine()), indent=1))
   (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
   return path
+
+
+def update_summary(section: str, data: Any, out: pathlib.Path = RESULTS) -> None:
+  """Writes `data` as `section` of `summary.json`, keeping other sections."""
+  path = out / "summary.json"
+  summary = json.loads(path.read_text()) if path.exists() else {}
+  summary[section] = data
+  out.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(summary, indent=1, sort_keys=True))
+
+
+def mean_std(values: Sequence[float]) -> dict:
+  """`{"mean", "std", "n"}` of finite values (std with ddof 0, as numpy)."""
+  v = np.asarray(values, float)
+  finite = v[np.isfinite(v)]
+  return dict(
+      mean=float(finite.mean()) if finite.size else float("nan"),
+      std=float(finite.std()) if finite.size else float("nan"),
+      n=int(finite.size),
+      n_diverged=int(v.size - finite.size),
+  )
+
+
+def fmt_mean_std(cell: Mapping[str, Any] | None, digits: int = 2) -> str:
+  """`mean ± std` (and the number of diverged runs, if any)."""
+  if not cell:
+    return "-"
+  if not cell["n"]:
+    return f"diverged ({cell.get('n_diverged', 0)})"
+  text = f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
+  if cell.get("n_diverged"):
+    text += f" ({cell['n_diverged']} diverged)"
+  return text
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+  """Trailing moving average along the last axis ('valid' part only)."""
+  window = max(1, min(window, x.shape[-1]))
+  c = np.cumsum(np.pad(x, [(0, 0)] * (x.ndim - 1) + [(1, 0)]), axis=-1)
+  return (c[..., window:] - c[..., :-window]) / window
+
+
+def progress(iterable, **kwargs):
+  """tqdm when installed, the iterable itself otherwise."""
+  try:
+    from tqdm import tqdm
+  except ImportError:
+    return iterable
+  return tqdm(iterable, **kwargs)

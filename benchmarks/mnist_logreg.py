@@ -1,0 +1,151 @@
+"""Table 1: MNIST logistic regression, every optimizer, and time to 92%.
+
+The paper's recipe (batch 32, 5 epochs, 5 seeds): SGD, SGD with momentum 0.9,
+Adam and RMSprop at f * eta_max for f in {0.001, 0.01, 0.1, 1, 10};
+Adadelta (lr 1.0); ExpTest; and the peers a user would pick instead
+(`benchmarks.optimizers`). Each optimizer's runs (factors x seeds) train in
+one vmapped program. Also: steps and seconds to reach 92% test accuracy, and
+the loss curves of the paper's figure 1 with ExpTest's decisions marked.
+
+Run: `python -m benchmarks mnist_logreg [--quick] [--seeds N]`.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+import optax_exptest
+from benchmarks import common, mnist_training, optimizers, paper, plots
+
+TARGET = 0.92
+
+
+def steps_to(accuracy: np.ndarray, eval_steps: np.ndarray, target=TARGET):
+  """First evaluated step at which each run reaches `target` (nan: never)."""
+  hit = accuracy >= target
+  first = np.where(hit.any(-1), np.argmax(hit, -1), -1)
+  return np.where(first >= 0, eval_steps[first], np.nan)
+
+
+def run_optimizer(name, factors, seeds, data, eta, epochs, batch_size):
+  """All (factor, seed) arms of one optimizer; results by factor."""
+  grid = optimizers.OPTIMIZERS[name].uses_grid
+  fs = factors if grid else [None]
+  arm_f = np.repeat([f if f is not None else 1.0 for f in fs], len(seeds))
+  arm_seed = np.tile(seeds, len(fs))
+  runs = mnist_training.train(
+      name, {"learning_rate": arm_f * eta}, arm_seed, data, eta_max=eta,
+      batch_size=batch_size, epochs=epochs,
+  )
+  return fs, runs
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--out", default=str(common.RESULTS))
+  args = parser.parse_args(argv)
+  start = time.perf_counter()
+
+  if args.quick:
+    data = mnist_training.load(subset=3000)
+    names, factors, seeds, epochs = ["exptest", "sgd", "dog"], [0.1, 1.0], np.arange(2), 1
+  else:
+    data = mnist_training.load()
+    names = optimizers.PAPER + optimizers.PEERS + ["schedule_free_sgd"] + optimizers.BEYOND
+    factors, seeds, epochs = list(paper.MNIST_FACTORS), np.arange(args.seeds), 5
+  eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train))
+  print(f"eta_max = {eta:.6f}")
+
+  table, curves, reach, timings = {}, {}, {}, {}
+  for name in common.progress(names, desc="mnist_logreg", unit="optimizer"):
+    fs, runs = run_optimizer(name, factors, seeds, data, eta, epochs, 32)
+    acc = runs.accuracy[:, -1].reshape(len(fs), len(seeds))
+    steps = steps_to(runs.accuracy, runs.eval_steps).reshape(len(fs), len(seeds))
+    per_step = mnist_training.seconds_per_step(
+        name, data, eta_max=eta, learning_rate=eta,
+        steps=200 if args.quick else 2000,
+    )
+    timings[name] = dict(batch_seconds=runs.seconds, seconds_per_step=per_step)
+    keys = [str(f) for f in fs] if fs[0] is not None else ["none"]
+    table[name] = {k: common.mean_std(100 * acc[i]) for i, k in enumerate(keys)}
+    reach[name] = {
+        k: dict(
+            median_steps=float(np.nanmedian(steps[i])) if np.isfinite(steps[i]).any() else None,
+            reached=int(np.isfinite(steps[i]).sum()), runs=len(seeds),
+            median_seconds=(float(np.nanmedian(steps[i])) * per_step
+                            if np.isfinite(steps[i]).any() else None),
+        )
+        for i, k in enumerate(keys)
+    }
+    curves[name] = dict(
+        factors=fs, losses=runs.losses.reshape(len(fs), len(seeds), -1),
+        decisions=runs.decision.reshape(len(fs), len(seeds), -1),
+    )
+
+  seconds = time.perf_counter() - start
+  markdown = report(table, reach, eta, factors, len(seeds), seconds, epochs)
+  print(markdown)
+  out = common.pathlib.Path(args.out)
+  name = "mnist_logreg_quick" if args.quick else "mnist_logreg"
+  common.write_results(name, dict(
+      eta_max=eta, factors=factors, seeds=len(seeds), epochs=epochs,
+      accuracy=table, time_to_92=reach, timings=timings, wall_seconds=seconds,
+  ), markdown, out)
+  smooth = 20 if args.quick else 1875
+  plots.loss_panels(
+      curves, factors, out / f"{name}.png", smooth=smooth,
+      ylim=None if args.quick else (None, 0.4),
+      title=f"MNIST logistic regression: training loss (moving average of {smooth} steps)",
+      ylabel="training loss (cross-entropy)",
+  )
+  if not args.quick:
+    common.update_summary("mnist_logreg", table)
+  return table
+
+
+def report(table, reach, eta, factors, n, seconds, epochs):
+  def label(name):
+    return optimizers.OPTIMIZERS[name].label
+
+  rows = []
+  for name, cells in table.items():
+    ours = [common.fmt_mean_std(cells.get(str(f), cells.get("none"))) for f in factors]
+    rows.append([label(name)] + ours)
+    if name in paper.MNIST:
+      theirs = paper.MNIST[name]
+      rows.append([f"  paper: {label(name)}"] + [
+          f"{theirs[f][0]:.2f} ± {theirs[f][1]:.2f}" if f in theirs else "-"
+          for f in factors
+      ])
+  reach_rows = []
+  for name, cells in reach.items():
+    for key, c in cells.items():
+      steps = "never" if c["median_steps"] is None else f"{c['median_steps']:.0f}"
+      secs = "-" if c["median_seconds"] is None else f"{c['median_seconds']:.2f}"
+      reach_rows.append([label(name), key, steps, secs, f"{c['reached']}/{c['runs']}"])
+  return "\n".join([
+      "# MNIST logistic regression (Table 1)",
+      "",
+      f"Test accuracy (%) after {epochs} epochs, batch 32, mean ± std over n = {n} seeds;"
+      f" eta_max = {eta:.5f}. Rows 'paper:' are the paper's Table 1.",
+      "",
+      common.markdown_table(["optimizer"] + [f"{f} x eta_max" for f in factors], rows),
+      "",
+      "## Time to 92% test accuracy",
+      "",
+      "Median over seeds of the first evaluation (every 1/10 epoch) at or above"
+      " 92%, and that many steps at the optimizer's measured single-run step time.",
+      "",
+      common.markdown_table(
+          ["optimizer", "factor", "steps", "seconds", "runs reaching 92%"], reach_rows
+      ),
+      "",
+      f"Wall time of this experiment: {seconds:.0f} s.",
+  ])
+
+
+if __name__ == "__main__":
+  main()

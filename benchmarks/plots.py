@@ -1,0 +1,90 @@
+"""Figures of the experiments (matplotlib, written as PNG)."""
+
+import pathlib
+
+import numpy as np
+
+from benchmarks import common, optimizers
+from optax_exptest import Decision
+
+DECISION_STYLE = {
+    Decision.EXPONENTIAL: ("C2", "ExpTest: exponential decay, tuning"),
+    Decision.RESTART: ("C3", "ExpTest: no decay, cut + reset"),
+    Decision.PLATEAU: ("C1", "ExpTest: plateau, cut"),
+    Decision.DIVERGED: ("k", "ExpTest: diverged, cut + reset"),
+}
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def mark_decisions(ax, decisions: np.ndarray, seen: set):
+  """Vertical lines at the steps where ExpTest cut, reset or switched phase."""
+  for step in np.nonzero(decisions)[0]:
+    style = DECISION_STYLE.get(Decision(int(decisions[step])))
+    if style is None:
+      continue
+    color, label = style
+    ax.axvline(step + 1, color=color, ls=":", lw=0.8,
+               label=None if label in seen else label)
+    seen.add(label)
+
+
+def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
+                title: str = "", ylabel: str = "training loss", logy=False):
+  """One panel per rate factor, as the paper's figures 1, 3 and 4.
+
+  Args:
+    curves: `{optimizer: {"factors": [f or None], "losses": (F, seeds, steps),
+      "decisions": (F, seeds, steps)}}`; optimizers without a grid (factor
+      None) appear in every panel.
+    factors: the panels' rate factors.
+    path: the PNG to write.
+    smooth: moving-average window (steps).
+    ylim: y limits, e.g. `(None, 0.4)` as the paper cuts its plots.
+    title, ylabel: labels.
+    logy: log-scaled loss axis.
+  """
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(factors), figsize=(4 * len(factors), 4),
+                           sharey=True, squeeze=False)
+  for panel, f in zip(axes[0], factors):
+    seen = set()
+    for i, (name, c) in enumerate(curves.items()):
+      fs = list(c["factors"])
+      row = fs.index(None) if None in fs else (fs.index(f) if f in fs else None)
+      if row is None:
+        continue
+      losses = np.asarray(c["losses"][row], float)
+      mean = np.nanmean(losses, axis=0)
+      y = common.moving_average(mean[None], smooth)[0]
+      x = np.arange(len(y)) + smooth
+      grid = optimizers.OPTIMIZERS[name].uses_grid
+      panel.plot(x, y, lw=1.8 if name.startswith("exptest") else 1.0,
+                 ls="-" if grid or name.startswith("exptest") else "--",
+                 color=f"C{i % 10}", label=optimizers.OPTIMIZERS[name].label)
+      if name == "exptest":
+        mark_decisions(panel, np.asarray(c["decisions"][row][0]), seen)
+    panel.set_title(f"{f:g} x eta_max")
+    panel.set_xlabel("step")
+    if logy:
+      panel.set_yscale("log")
+    if ylim is not None:
+      panel.set_ylim(*ylim)
+  axes[0][0].set_ylabel(ylabel)
+  handles, labels = axes[0][-1].get_legend_handles_labels()
+  for ax in axes[0]:
+    for h, l in zip(*ax.get_legend_handles_labels()):
+      if l not in labels:
+        handles.append(h)
+        labels.append(l)
+  fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)),
+             fontsize=8, frameon=False)
+  fig.suptitle(title)
+  fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
