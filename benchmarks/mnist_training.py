@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import common
 from benchmarks import optimizers
 from examples.mnist_demo import init_linear, load_data, loss_fn
 
@@ -123,13 +124,10 @@ def train(
       name, make_tx, data, batch_size=batch_size, epochs=epochs,
       evals_per_epoch=evals_per_epoch,
   )
-  batched = jax.jit(jax.vmap(run))
-  hparams = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-  seeds = jnp.asarray(seeds, jnp.uint32)
-  compiled = batched.lower(hparams, seeds).compile()
-  start = time.perf_counter()
-  (losses, rates, decisions), acc = jax.block_until_ready(compiled(hparams, seeds))
-  seconds = time.perf_counter() - start
+  hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+  ((losses, rates, decisions), acc), seconds = common.run_arms(
+      run, hparams, np.asarray(seeds, np.uint32)
+  )
   return Runs(
       losses=np.asarray(losses), accuracy=np.asarray(acc), eval_steps=eval_steps,
       learning_rate=np.asarray(rates), decision=np.asarray(decisions),
