@@ -57,17 +57,34 @@ class Problem(NamedTuple):
   eta_max: float
   low: float
   high: float
-  # (learning_rates[C], keys[C]) -> (rewards[C], diverged[C]), jitted.
-  train: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+  # (learning_rates[C], seeds[C], pulls[C]) -> (rewards[C], diverged[C]).
+  train: Callable[..., tuple[jax.Array, jax.Array]]
+
+
+def batched(train):
+  """Vmaps and jits `train(lr, key)`; pull `j` of seed `s` gets the key
+  `fold_in(fold_in(PRNGKey(1234), s), j)` (derived inside: no extra compiles).
+  """
+
+  def one(learning_rate, seed, pull):
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(1234), seed), pull)
+    return train(learning_rate, key)
+
+  return jax.jit(jax.vmap(one))
 
 
 def teacher_student(activation: str, n: int, steps: int, seed: int = 0) -> Problem:
   act = dict(relu=jax.nn.relu, sigmoid=jax.nn.sigmoid)[activation]
   d, h = 20, 30
-  k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(seed), 4)
-  x = jax.random.normal(k1, (n, d))
-  w1, b1 = jax.random.normal(k2, (d, h)) / np.sqrt(d), 0.1 * jax.random.normal(k3, (h,))
-  y = act(x @ w1 + b1) @ (jax.random.normal(k4, (h,)) / np.sqrt(h))
+
+  @jax.jit
+  def teacher_data(key):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    x = jax.random.normal(k1, (n, d))
+    w1, b1 = jax.random.normal(k2, (d, h)) / np.sqrt(d), 0.1 * jax.random.normal(k3, (h,))
+    return x, act(x @ w1 + b1) @ (jax.random.normal(k4, (h,)) / np.sqrt(h))
+
+  x, y = teacher_data(jax.random.PRNGKey(seed))
 
   def loss(p):
     return jnp.mean((act(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2)
@@ -91,16 +108,28 @@ def teacher_student(activation: str, n: int, steps: int, seed: int = 0) -> Probl
       f"teacher_{activation}",
       f"teacher-student {d}-{h}-1 {activation}, {n} points, {steps} full-batch GD"
       " steps; reward 1 - MSE / Var(y)",
-      eta, RANGE[0] * eta, RANGE[1] * eta, jax.jit(jax.vmap(train)))
+      eta, RANGE[0] * eta, RANGE[1] * eta, batched(train))
+
+
+def mnist(subset=None, test=None):
+  """`examples.mnist_demo.load_data`, converting only the images it keeps."""
+  if subset is None:
+    return load_data()
+  data = optax_exptest.datasets.load_mnist()
+  x_train = data["train_images"][:subset].reshape(-1, 784).astype(np.float32) / 255
+  x_test = data["test_images"][:test].reshape(-1, 784).astype(np.float32) / 255
+  mean, std = x_train.mean(), x_train.std()
+  return ((x_train - mean) / std, data["train_labels"][:subset],
+          (x_test - mean) / std, data["test_labels"][:test])
 
 
 def mnist_logreg(subset, steps: int, batch: int = 128, test: int = 2000) -> Problem:
-  x_train, y_train, x_test, y_test = load_data(subset=subset)
-  x, y = jnp.asarray(x_train), jnp.asarray(y_train)
+  x_train, y_train, x_test, y_test = mnist(subset, test)
   xt, yt = jnp.asarray(x_test[:test]), jnp.asarray(y_test[:test])
-  order = jax.random.permutation(jax.random.PRNGKey(0), x.shape[0])
-  order = jnp.resize(order, steps * batch)  # wraps around small subsets
-  xb, yb = x[order].reshape(steps, batch, -1), y[order].reshape(steps, batch)
+  order = np.asarray(jax.random.permutation(jax.random.PRNGKey(0), len(x_train)))
+  order = np.resize(order, steps * batch)  # wraps around small subsets
+  xb = jnp.asarray(x_train[order].reshape(steps, batch, -1))
+  yb = jnp.asarray(y_train[order].reshape(steps, batch))
 
   def train(learning_rate, key):
     def step(p, b):
@@ -117,7 +146,7 @@ def mnist_logreg(subset, steps: int, batch: int = 128, test: int = 2000) -> Prob
       "mnist_logreg",
       f"MNIST logistic regression, {steps} SGD steps of batch {batch}; reward"
       f" accuracy on {len(yt)} test images",
-      eta, RANGE[0] * eta, RANGE[1] * eta, jax.jit(jax.vmap(train)))
+      eta, RANGE[0] * eta, RANGE[1] * eta, batched(train))
 
 
 # Searchers: `ask()` gives the pulls that can run now (empty while waiting
@@ -229,15 +258,15 @@ METHODS = {
 }
 
 
-def evaluate(problem, lrs, keys, chunk):
-  """Trains every (rate, key) pair, `chunk` at a time (padded: one compile)."""
+def evaluate(problem, lrs, seeds, pulls, chunk):
+  """Trains every (rate, seed, pull), `chunk` at a time (padded: one compile)."""
   rewards, diverged = [], []
   for start in range(0, len(lrs), chunk):
     lr = np.full(chunk, problem.low, np.float32)
-    k = np.zeros((chunk,) + keys[0].shape, keys[0].dtype)
+    s, j = np.zeros(chunk, np.int32), np.zeros(chunk, np.int32)
     n = min(chunk, len(lrs) - start)
-    lr[:n], k[:n] = lrs[start:start + n], keys[start:start + n]
-    r, d = problem.train(jnp.asarray(lr), jnp.asarray(k))
+    lr[:n], s[:n], j[:n] = (a[start:start + n] for a in (lrs, seeds, pulls))
+    r, d = problem.train(lr, s, j)
     rewards.append(np.asarray(r)[:n])
     diverged.append(np.asarray(d)[:n])
   return np.concatenate(rewards), np.concatenate(diverged)
@@ -245,23 +274,19 @@ def evaluate(problem, lrs, keys, chunk):
 
 def run_problem(problem, budgets, seeds, chunk, reference_points, reference_keys):
   """All methods x budgets x seeds in lockstep; returns per-run pull records."""
-  base = jax.random.PRNGKey(1234)
-  pull_key = lambda seed, j: np.asarray(jax.random.fold_in(jax.random.fold_in(base, seed), j))
-  key_cache = {}
   runs = {(m, b, s): make(problem.low, problem.high, b, s)
           for m, make in METHODS.items() for b in budgets for s in range(seeds)}
   pulls = {run: [] for run in runs}
   while True:
-    batch = []  # (run, lr, key)
+    batch = []  # (run, lr, pull index)
     for run, searcher in runs.items():
-      for lr in searcher.ask():
-        j = len(pulls[run]) + sum(1 for r, _, _ in batch if r == run)
-        if (run[2], j) not in key_cache:
-          key_cache[run[2], j] = pull_key(run[2], j)
-        batch.append((run, float(lr), key_cache[run[2], j]))
+      for i, lr in enumerate(searcher.ask()):
+        batch.append((run, float(lr), len(pulls[run]) + i))
     if not batch:
       break
-    rewards, diverged = evaluate(problem, [b[1] for b in batch], [b[2] for b in batch], chunk)
+    rewards, diverged = evaluate(
+        problem, np.array([b[1] for b in batch]), np.array([b[0][2] for b in batch]),
+        np.array([b[2] for b in batch]), chunk)
     for run in dict.fromkeys(b[0] for b in batch):
       idx = [i for i, b in enumerate(batch) if b[0] == run]
       lrs = [batch[i][1] for i in idx]
@@ -271,8 +296,8 @@ def run_problem(problem, budgets, seeds, chunk, reference_points, reference_keys
 
   grid = np.geomspace(problem.low, problem.high, reference_points)
   ref_lrs = np.repeat(grid, reference_keys)
-  ref_keys = [pull_key(10_000 + j % reference_keys, 0) for j in range(len(ref_lrs))]
-  ref_rewards, ref_div = evaluate(problem, ref_lrs, ref_keys, chunk)
+  ref_seeds = 10_000 + np.arange(len(ref_lrs)) % reference_keys
+  ref_rewards, ref_div = evaluate(problem, ref_lrs, ref_seeds, np.zeros_like(ref_seeds), chunk)
   ref_mean = ref_rewards.reshape(reference_points, reference_keys).mean(axis=1)
   reference = dict(
       learning_rates=grid.tolist(), mean_rewards=ref_mean.tolist(),
@@ -346,12 +371,16 @@ def main(argv=None):
   budgets = [3, 5] if quick else [3, 5, 10, 20]
   seeds = args.seeds or (2 if quick else 10)
   if quick:
-    problems = [teacher_student("relu", 1000, 10), mnist_logreg(2000, 10, batch=32, test=200)]
+    problems = [teacher_student("relu", 1000, 10), mnist_logreg(600, 10, batch=32, test=100)]
     chunk, ref_points, ref_keys = 16, 8, 1
   else:
     problems = [teacher_student("relu", 10_000, 100),
                 teacher_student("sigmoid", 10_000, 100), mnist_logreg(None, 100)]
     chunk, ref_points, ref_keys = 32, 48, 2
+
+  def diverged(summary, method):
+    fractions = [summary[f"{method} @ {b}"]["diverged_fraction"] for b in budgets]
+    return f"{100 * np.mean(fractions):.0f}%"
 
   results = {}
   for problem in problems:
@@ -385,7 +414,7 @@ def main(argv=None):
             ["method"] + [f"{b} pulls" for b in budgets] + ["diverged pulls"],
             [[m] + [f"{s[f'{m} @ {b}']['best_mean']:.4f} +- {s[f'{m} @ {b}']['best_sd']:.4f}"
                     for b in budgets]
-             + [f"{100 * np.mean([s[f'{m} @ {b}']['diverged_fraction'] for b in budgets]):.0f}%"]
+             + [diverged(s, m)]
              for m in METHODS],
         ),
     ]

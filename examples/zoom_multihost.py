@@ -76,7 +76,8 @@ def main(argv=None):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from optax_exptest.zooming import loss_reward, zoom, ZoomingSearch  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from optax_exptest.zooming import loss_reward, zoom, ZoomingSearch
 
   if args.num_processes > 1:
     # Cross-process collectives of CPU devices go through gloo (the setting

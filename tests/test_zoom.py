@@ -1,4 +1,5 @@
 """Tests of `zoom`: one compile, sharding, checkpoints and resume, rewards."""
+import importlib
 import json
 import os
 import sys
@@ -289,7 +290,8 @@ def test_loss_reward():
   np.testing.assert_allclose(got, [1.0, 0.75, 0.0, 0.0, 0.0, 0.0])
   assert float(rewards.loss_reward(1.0, 0.0)) == 0.0
   assert float(rewards.loss_reward(1.0, jnp.nan)) == 0.0
-  batched = jax.jit(jax.vmap(rewards.loss_reward))(jnp.array([1.0, 1.0]), jnp.array([2.0, 4.0]))
+  batched = jax.jit(jax.vmap(rewards.loss_reward))(
+      jnp.array([1.0, 1.0]), jnp.array([2.0, 4.0]))
   np.testing.assert_allclose(batched, [0.5, 0.75])
 
 
@@ -314,3 +316,24 @@ def test_accuracy_reward():
   batched = jax.vmap(rewards.accuracy_reward, in_axes=(0, None))(
       jnp.stack([logits, -logits]), labels)
   np.testing.assert_allclose(batched, [0.5, 0.0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["zooming_search", "zooming_speed"])
+def test_benchmark_quick_runs(name, tmp_path, capsys):
+  module = importlib.import_module(f"benchmarks.{name}")
+  path = module.main(["--quick", "--out", str(tmp_path)])
+  assert path == tmp_path / f"{name}_quick.json"
+  data = json.loads(path.read_text())
+  assert "machine" in data
+  assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
+  if name == "zooming_search":
+    assert (tmp_path / f"{name}_quick.png").stat().st_size > 10_000
+    for result in data["results"].values():
+      for method in data["methods"]:
+        row = result["summary"][f"{method} @ 5"]
+        assert 0.0 <= row["best_mean"] <= 1.0
+        assert len(row["best"]) == data["seeds"]
+  else:
+    assert data["layouts"][0]["ratio"]["median"] > 0
+  assert "wrote" in capsys.readouterr().out

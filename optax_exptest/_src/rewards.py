@@ -70,8 +70,10 @@ def loss_curve_reward(
   Examples:
     >>> import jax.numpy as jnp
     >>> losses = jnp.array([2.0, 1.0, 0.5])
-    >>> float(loss_curve_reward(losses)), float(loss_curve_reward(losses, reduce="mean"))
-    (0.75, 0.416...)
+    >>> float(loss_curve_reward(losses))
+    0.75
+    >>> float(loss_curve_reward(losses, reduce="mean"))
+    0.416...
   """
   losses = jnp.asarray(losses)
   if losses.ndim != 1 or losses.shape[0] < 1:

@@ -122,8 +122,11 @@ def make_round(
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"zoom: {name} must be an integer >= {minimum}, got {name}={value!r}.")
+  is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+  if not is_int or value < minimum:
+    raise ValueError(
+        f"zoom: {name} must be an integer >= {minimum}, got {name}={value!r}."
+    )
 
 
 def _to_host(rewards: jax.Array) -> np.ndarray:
@@ -244,8 +247,12 @@ def zoom(
   Args:
     train_fn: `train_fn(learning_rate, key) -> reward`, a pure JAX function:
       trains with a scalar learning rate and returns a scalar reward in
-      `[0, 1]`, higher is better (see `optax_exptest.zooming.loss_reward`); NaN means
-      diverged and counts as 0.
+      `[0, 1]`, higher is better (see `optax_exptest.zooming.loss_reward`);
+      NaN means diverged and counts as 0. It closes over its data: by
+      default JAX compiles closed-over arrays into the program as constants,
+      which slows compilation for large datasets; with
+      `JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS=1` they are passed as arguments
+      (a 63 MB array here: 1.8 s of compilation down to 0.2 s).
     search: the `ZoomingSearch`; updated in place and returned.
     rounds: the total number of rounds of the search.
     arms_per_round: learning rates trained together in each round.

@@ -201,7 +201,8 @@ class ZoomingSearch:
           f"ZoomingSearch: seed must be a non-negative integer, got seed={seed!r}."
       )
     self._low, self._high, self._scale = low, high, scale
-    self._horizon, self._radius_scale, self._seed = int(horizon), radius_scale, int(seed)
+    self._horizon, self._radius_scale = int(horizon), radius_scale
+    self._seed = int(seed)
     self._log_t = math.log(self._horizon)
     self._rng = np.random.default_rng(self._seed)
     self._positions: list[float] = []
@@ -234,7 +235,8 @@ class ZoomingSearch:
   @property
   def pending(self) -> np.ndarray:
     """Learning rates asked and not told yet, in the order asked."""
-    return self.learning_rate(np.asarray([self._positions[a] for a, _ in self._pending]))
+    positions = [self._positions[a] for a, _ in self._pending]
+    return self.learning_rate(np.asarray(positions, dtype=np.float64))
 
   @property
   def history(self) -> list[dict[str, Any]]:
@@ -390,7 +392,8 @@ class ZoomingSearch:
         target = reach if b == opener else (level - mu[b]) / 2
         virtual[b] = min(virtual[b] + self._pulls_below(target, n_eff[b]), _MAX_COUNT)
     else:  # Not reached in practice: a bound on the loop, not a rule.
-      choice = self._argmax(self._means() + 2 * self.radius(n_eff), np.arange(n_eff.size))
+      index = self._means() + 2 * self.radius(n_eff)
+      choice = self._argmax(index, np.arange(n_eff.size))
     self._pending.append((choice, self._num_rounds))
     return choice
 
