@@ -99,15 +99,19 @@ class ZoomingSearch:
      borrows `mu` from the nearest arm with a reward (`mu = 1` before any).
 
   Batched rounds (`k > 1`, or several asks before a tell) keep their arms
-  distinct by splitting rather than repeating: when the largest index
-  belongs to an arm already pending, the search adds hallucinated pulls to
-  that arm (for this round only) until either its shrinking ball uncovers a
-  gap next to it, whose midpoint is activated and chosen, or another arm's
-  index is as large, and selects again. This spends the round on the arms
-  that classic zooming would activate next if the best arm kept winning.
-  Only when neither can happen (the arm's neighbours cover its ball and its
-  mean beats every other index) is it pulled again: a repeated rate, which
-  `zoom` trains with its own PRNG key, i.e. a fresh seed.
+  distinct by splitting balls rather than repeating arms. When the largest
+  index belongs to an arm already pending, the search lowers a level from
+  the top: every pending arm whose index is above the level gets extra
+  hallucinated pulls (for this round only) that bring its index down to it.
+  The level stops at the first of: the largest index of an arm not pending
+  (that arm is chosen), or the index at which a pending arm's shrinking ball
+  uncovers a gap next to it (the gap's midpoint is activated and, never
+  pulled, chosen). The round's pulls thus go to the arms that classic
+  zooming would activate next if the best arms kept winning. Only when no
+  pending arm above the level can come down or split (its neighbours cover
+  its ball and its mean beats every other index) is an arm pulled again: a
+  repeated rate, which `zoom` trains with its own PRNG key, i.e. a fresh
+  seed.
 
   With `k = 1` this is classic zooming. Classic zooming (`radius_scale=1`)
   explores little at small budgets: the first ball has radius
