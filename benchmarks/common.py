@@ -98,7 +98,9 @@ def fmt_mean_std(cell: Mapping[str, Any] | None, digits: int = 2) -> str:
     return "-"
   if not cell["n"]:
     return f"diverged ({cell.get('n_diverged', 0)})"
-  text = f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
+  big = abs(cell["mean"]) >= 1e4
+  num = (lambda v: f"{v:.2e}") if big else (lambda v: f"{v:.{digits}f}")
+  text = f"{num(cell['mean'])} ± {num(cell['std'])}"
   if cell.get("n_diverged"):
     text += f" ({cell['n_diverged']} diverged)"
   return text
@@ -124,12 +126,12 @@ def run_arms(fn: Callable, *args: Any) -> tuple[Any, float]:
   """Runs `jax.jit(jax.vmap(fn))(*args)` with the arm axis over all devices.
 
   The arms (leading axis of every argument) are padded to a multiple of the
-  device count by repeating the last one, sharded with a `NamedSharding`,
+  number of devices used (at most one per arm) by repeating the last one, sharded with a `NamedSharding`,
   and the padding is dropped from the outputs. Returns the outputs (on the
   host) and the wall time of the run, compilation excluded.
   """
-  devices = jax.devices()
   arms = jax.tree.leaves(args)[0].shape[0]
+  devices = jax.devices()[:arms]
   padded = -(-arms // len(devices)) * len(devices)
   pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - arms, 0)])
   args = jax.tree.map(lambda x: pad(np.asarray(x)), args)

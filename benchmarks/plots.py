@@ -15,7 +15,7 @@ DECISION_STYLE = {
 }
 
 
-def _pyplot():
+def pyplot():
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -49,7 +49,7 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
     title, ylabel: labels.
     logy: log-scaled loss axis.
   """
-  plt = _pyplot()
+  plt = pyplot()
   fig, axes = plt.subplots(1, len(factors), figsize=(4 * len(factors), 4),
                            sharey=True, squeeze=False)
   for panel, f in zip(axes[0], factors):
