@@ -120,7 +120,7 @@ def main(argv=None):
   batches = [32] if quick else [32, 128, 512]
   layouts = []
   for batch in batches:
-    for shared in (True, False):
+    for shared in (True,) if quick else (True, False):
       fn = make_train_fn(x, y, steps, batch, shared)
       row = time_round(fn, 8, repeats, None if quick else mesh)
       row.update(batch=batch, data="shared" if shared else "per-arm")
