@@ -29,7 +29,7 @@ def main(argv=None):
   start = time.perf_counter()
   if args.quick:
     data, seeds, epochs = mnist_training.load(subset=6144), np.arange(2), 1
-    names, sizes = ["exptest", "dog"], (32, 512)
+    names, sizes = ["exptest"], (32, 512)
   else:
     data, seeds, epochs = mnist_training.load(), np.arange(args.seeds), 5
     names = ["exptest", "exptest_momentum", "adadelta"] + optimizers.PEERS

@@ -131,7 +131,7 @@ def main(argv=None):
   start = time.perf_counter()
   if args.quick:
     data = load(True, size=64, test_size=32)
-    names, factors, seeds = ["exptest_momentum", "sgd"], [1.0], np.arange(1)
+    names, factors, seeds = ["exptest_momentum"], [1.0], np.arange(1)
     batch_size, epochs, steps_per_epoch, width = 8, 1, 3, 16
   else:
     data = load(args.synthetic)

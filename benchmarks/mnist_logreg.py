@@ -51,7 +51,7 @@ def main(argv=None):
 
   if args.quick:
     data = mnist_training.load(subset=3000)
-    names, factors, seeds, epochs = ["exptest", "sgd", "dog"], [0.1, 1.0], np.arange(2), 1
+    names, factors, seeds, epochs = ["exptest", "sgd"], [0.1, 1.0], np.arange(2), 1
   else:
     data = mnist_training.load()
     names = optimizers.PAPER + optimizers.PEERS + ["schedule_free_sgd"] + optimizers.BEYOND

@@ -13,6 +13,7 @@ Run: `python -m benchmarks step_time [--quick]`.
 """
 
 import argparse
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -108,17 +109,18 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--arms", type=int, default=8)
+  parser.add_argument("--out", default=str(common.RESULTS))
   args = parser.parse_args(argv)
 
   x_train, y_train, _, _ = load_data(subset=6000 if args.quick else None)
   eta = optax_exptest.lr_upper_bound(x_train)
   x, y = jnp.asarray(x_train), jnp.asarray(y_train)
   steps, repeats = (150, 2) if args.quick else (len(x_train) // BATCH, 9)
-  timing = step_times(x, y, eta, steps, args.arms, repeats)
-  memory = state_memory(init_linear(jax.random.PRNGKey(0)), 10**4 if args.quick else 10**6)
+  arms = 2 if args.quick else args.arms
+  timing = step_times(x, y, eta, steps, arms, repeats)
+  memory = state_memory(init_linear(jax.random.PRNGKey(0)), 10**3 if args.quick else 10**6)
 
   t = timing["median_us_per_step"]
-  arms = args.arms
   md = [
       "# ExpTest step time and memory",
       "",
@@ -148,8 +150,10 @@ def main(argv=None):
   markdown = "\n".join(md)
   print(markdown)
   name = "step_time_quick" if args.quick else "step_time"
-  path = common.write_results(name, dict(eta_max=eta, timing=timing, memory=memory), markdown)
+  path = common.write_results(name, dict(eta_max=eta, timing=timing, memory=memory),
+                              markdown, pathlib.Path(args.out))
   print(f"wrote {path}")
+  return timing
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def plot(run, path):
   plt.close(fig)
 
 
-def main(argv=None):
+def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--epochs", type=int, default=5)
   parser.add_argument("--batch-size", type=int, default=32)
@@ -199,8 +199,11 @@ def main(argv=None):
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--out", default="runs", help="folder for JSON and PNG")
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
-  args = parser.parse_args(argv)
+  return parser.parse_args(argv)
 
+
+def main(argv=None):
+  args = parse_args(argv)
   run = train(args)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)

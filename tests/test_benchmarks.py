@@ -1,0 +1,35 @@
+"""Smoke runs of the ExpTest experiments (`--quick`), so that they cannot rot."""
+import importlib
+import json
+
+import pytest
+
+from benchmarks import __main__ as runner
+
+EXPERIMENTS = [
+    "mnist_logreg", "alpha_beta", "batch_size", "california", "cifar10",
+    "step_time", "demo_seeds",
+]
+
+
+def test_runner_lists_the_experiments():
+  assert set(EXPERIMENTS) <= set(runner.experiments())
+  assert "common" not in runner.experiments()
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_quick_run_writes_results(name, tmp_path):
+  module = importlib.import_module(f"benchmarks.{name}")
+  result = module.main(["--quick", "--out", str(tmp_path)])
+  record = json.loads((tmp_path / f"{name}_quick.json").read_text())
+  assert record["machine"]["jax"]
+  assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
+  # Quick runs never touch the committed summary.
+  assert not (tmp_path / "summary.json").exists()
+  if name == "mnist_logreg":
+    # Every optimizer has a cell for every factor it runs at.
+    assert set(result) == {"exptest", "sgd"}
+    assert set(result["sgd"]) == {"0.1", "1.0"} and set(result["exptest"]) == {"none"}
+    for cell in (c for cells in result.values() for c in cells.values()):
+      assert cell["n"] + cell["n_diverged"] == 2 and 0 <= cell["mean"] <= 100
+    assert (tmp_path / "mnist_logreg_quick.png").stat().st_size > 10_000
