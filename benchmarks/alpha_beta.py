@@ -7,9 +7,7 @@ and beta are traced, one value per arm).
 Run: `python -m benchmarks alpha_beta [--quick] [--seeds N]`.
 """
 
-import argparse
 import itertools
-import pathlib
 import time
 
 import numpy as np
@@ -22,10 +20,7 @@ BETAS = (0.05, 0.1, 0.33)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--out", default=str(common.RESULTS))
+  parser = common.parser(__doc__)
   args = parser.parse_args(argv)
   start = time.perf_counter()
   data = mnist_training.load(subset=3000 if args.quick else None)
@@ -64,10 +59,10 @@ def main(argv=None):
       f" the {len(alpha)} vmapped runs).",
   ])
   print(markdown)
-  name = "alpha_beta_quick" if args.quick else "alpha_beta"
+  name = common.result_name("alpha_beta", args.quick)
   common.write_results(name, dict(eta_max=eta, accuracy=table,
                                   wall_seconds=seconds), markdown,
-                       pathlib.Path(args.out))
+                       args.out)
   if not args.quick:
     common.update_summary("alpha_beta", table)
   return table

@@ -8,8 +8,6 @@ the first 1000 and 100 iterations, as the paper's figure 2 does.
 Run: `python -m benchmarks batch_size [--quick] [--seeds N]`.
 """
 
-import argparse
-import pathlib
 import time
 
 import numpy as np
@@ -21,10 +19,7 @@ BATCH_SIZES = (32, 512, 2048)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--out", default=str(common.RESULTS))
+  parser = common.parser(__doc__)
   args = parser.parse_args(argv)
   start = time.perf_counter()
   if args.quick:
@@ -68,8 +63,8 @@ def main(argv=None):
       f"Wall time of this experiment: {seconds:.0f} s.",
   ])
   print(markdown)
-  out = pathlib.Path(args.out)
-  name = "batch_size_quick" if args.quick else "batch_size"
+  out = args.out
+  name = common.result_name("batch_size", args.quick)
   common.write_results(name, dict(eta_max=eta, accuracy=table,
                                   wall_seconds=seconds), markdown, out)
   plot(first_losses, out / f"{name}.png")

@@ -10,8 +10,6 @@ describes), and the training curves of the paper's figure 3.
 Run: `python -m benchmarks california [--quick] [--seeds N] [--grid-seeds N]`.
 """
 
-import argparse
-import pathlib
 import time
 
 import numpy as np
@@ -21,13 +19,9 @@ from benchmarks import california_training, common, optimizers, paper, plots
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--seeds", type=int, default=5,
-                      help="seeds of ExpTest and of each optimizer without a rate")
+  parser = common.parser(__doc__)
   parser.add_argument("--grid-seeds", type=int, default=5,
                       help="seeds of each (optimizer, rate) cell of the grid")
-  parser.add_argument("--out", default=str(common.RESULTS))
   args = parser.parse_args(argv)
   start = time.perf_counter()
 
@@ -68,8 +62,8 @@ def main(argv=None):
   seconds = time.perf_counter() - start
   markdown = report(final, best, eta, factors, seeds, grid_seeds, steps, seconds)
   print(markdown)
-  out = pathlib.Path(args.out)
-  name = "california_quick" if args.quick else "california"
+  out = args.out
+  name = common.result_name("california", args.quick)
   common.write_results(name, dict(
       eta_max=eta, factors=factors, steps=steps, seeds=seeds,
       grid_seeds=grid_seeds, final_iterate_test_mse=final,

@@ -18,8 +18,6 @@ Run: `python -m benchmarks cifar10 --quick` (here) or
 TFDS copy of cifar10).
 """
 
-import argparse
-import pathlib
 import time
 
 import flax.linen as nn
@@ -120,13 +118,10 @@ def make_run(name, make_tx, data, *, batch_size, epochs, steps_per_epoch,
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
+  parser = common.parser(__doc__)
   parser.add_argument("--synthetic", action="store_true",
                       help="generated data of CIFAR-10's shapes")
-  parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--epochs", type=int, default=75)
-  parser.add_argument("--out", default=str(common.RESULTS))
   args = parser.parse_args(argv)
   start = time.perf_counter()
   if args.quick:
@@ -189,7 +184,7 @@ def main(argv=None):
   name = "cifar10_quick" if args.quick else ("cifar10_synthetic" if args.synthetic else "cifar10")
   common.write_results(name, dict(eta_max=eta, accuracy=table, speed=speed,
                                   wall_seconds=seconds, data=kind),
-                       markdown, pathlib.Path(args.out))
+                       markdown, args.out)
   if name == "cifar10":
     common.update_summary("cifar10", table)
   return table

@@ -1,5 +1,6 @@
 """Shared plumbing of the benchmarks: timing, result files, Markdown tables."""
 
+import argparse
 import json
 import pathlib
 import platform
@@ -143,3 +144,20 @@ def run_arms(fn: Callable, *args: Any) -> tuple[Any, float]:
   out = jax.block_until_ready(compiled(*args))
   seconds = time.perf_counter() - start
   return jax.tree.map(lambda x: np.asarray(x)[:arms], out), seconds
+
+
+def parser(doc: str, *, seeds: int | None = 5) -> "argparse.ArgumentParser":
+  """An experiment's command line: `--quick`, `--out` and (usually) `--seeds`."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  p.add_argument("--quick", action="store_true",
+                 help="a seconds-long smoke run (results named *_quick)")
+  p.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                 help="folder for the JSON, Markdown and PNG results")
+  if seeds is not None:
+    p.add_argument("--seeds", type=int, default=seeds, help="seeds per configuration")
+  return p
+
+
+def result_name(experiment: str, quick: bool) -> str:
+  """Quick runs write beside, never over, the full results."""
+  return f"{experiment}_quick" if quick else experiment

@@ -7,8 +7,6 @@ ExpTest) once per seed and compares its mean ± std with the paper's
 Run: `python -m benchmarks demo_seeds [--quick] [--seeds N]`.
 """
 
-import argparse
-import pathlib
 import time
 
 import numpy as np
@@ -18,10 +16,7 @@ from examples import mnist_demo
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--out", default=str(common.RESULTS))
+  parser = common.parser(__doc__)
   args = parser.parse_args(argv)
   start = time.perf_counter()
   seeds = range(2 if args.quick else args.seeds)
@@ -50,10 +45,10 @@ def main(argv=None):
       f"Wall time: {seconds:.0f} s for {len(runs)} runs, one after another.",
   ])
   print(markdown)
-  name = "demo_seeds_quick" if args.quick else "demo_seeds"
+  name = common.result_name("demo_seeds", args.quick)
   common.write_results(name, dict(test_accuracy=ours, per_seed=acc.tolist(),
                                   wall_seconds=seconds), markdown,
-                       pathlib.Path(args.out))
+                       args.out)
   return ours
 
 

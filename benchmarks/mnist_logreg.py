@@ -10,7 +10,6 @@ the loss curves of the paper's figure 1 with ExpTest's decisions marked.
 Run: `python -m benchmarks mnist_logreg [--quick] [--seeds N]`.
 """
 
-import argparse
 import time
 
 import numpy as np
@@ -42,10 +41,7 @@ def run_optimizer(name, factors, seeds, data, eta, epochs, batch_size):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--out", default=str(common.RESULTS))
+  parser = common.parser(__doc__)
   args = parser.parse_args(argv)
   start = time.perf_counter()
 
@@ -88,8 +84,8 @@ def main(argv=None):
   seconds = time.perf_counter() - start
   markdown = report(table, reach, eta, factors, len(seeds), seconds, epochs)
   print(markdown)
-  out = common.pathlib.Path(args.out)
-  name = "mnist_logreg_quick" if args.quick else "mnist_logreg"
+  out = common.args.out
+  name = common.result_name("mnist_logreg", args.quick)
   common.write_results(name, dict(
       eta_max=eta, factors=factors, seeds=len(seeds), epochs=epochs,
       accuracy=table, time_to_92=reach, timings=timings, wall_seconds=seconds,

@@ -12,8 +12,6 @@ and with `exptest`, both at eta_max, timed alternately in one process:
 Run: `python -m benchmarks step_time [--quick]`.
 """
 
-import argparse
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -106,10 +104,8 @@ def state_memory(params, longest):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
+  parser = common.parser(__doc__, seeds=None)
   parser.add_argument("--arms", type=int, default=8)
-  parser.add_argument("--out", default=str(common.RESULTS))
   args = parser.parse_args(argv)
 
   x_train, y_train, _, _ = load_data(subset=6000 if args.quick else None)
@@ -149,9 +145,9 @@ def main(argv=None):
   ]
   markdown = "\n".join(md)
   print(markdown)
-  name = "step_time_quick" if args.quick else "step_time"
+  name = common.result_name("step_time", args.quick)
   path = common.write_results(name, dict(eta_max=eta, timing=timing, memory=memory),
-                              markdown, pathlib.Path(args.out))
+                              markdown, args.out)
   print(f"wrote {path}")
   return timing
 

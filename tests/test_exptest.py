@@ -52,6 +52,18 @@ def _least_squares_minimum(loss, params):
   return float(f(flat - step))
 
 
+def _jitted_step(tx, loss):
+  """One jitted training step: `step(params, state) -> (params, state)`."""
+
+  @jax.jit
+  def step(params, state):
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, state = tx.update(grads, state, params, value=value)
+    return optax.apply_updates(params, updates), state
+
+  return step
+
+
 def _train(tx, loss, params, steps):
   """Trains in a lax.scan; returns final params, state and per-step records."""
 
@@ -180,13 +192,7 @@ def test_converges_and_switches_to_tuning(x64):
 def test_no_recompilation_over_100_jitted_steps():
   loss, params = _quadratic_problem()
   tx = optax_exptest.exptest(0.5, sgd_correction=True)
-
-  @jax.jit
-  def step(params, state):
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, state = tx.update(grads, state, params, value=value)
-    return optax.apply_updates(params, updates), state
-
+  step = _jitted_step(tx, loss)
   state = tx.init(params)
   params, state = step(params, state)  # compiles once
   with log_compilations() as compiled:
@@ -240,13 +246,7 @@ def test_scan_equals_python_loop():
   loss, params = _quadratic_problem()
   tx = optax_exptest.exptest(2.0, sgd_correction=True)
   scanned, _, _ = jax.jit(lambda p: _train(tx, loss, p, 60))(params)
-
-  @jax.jit
-  def step(params, state):
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, state = tx.update(grads, state, params, value=value)
-    return optax.apply_updates(params, updates), state
-
+  step = _jitted_step(tx, loss)
   state = tx.init(params)
   looped = params
   for _ in range(60):
@@ -274,12 +274,7 @@ def test_sharded_params_over_8_devices():
   b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
   loss = lambda w: 0.5 * jnp.mean((a @ w - b) ** 2)
   tx = optax_exptest.exptest(0.5)
-
-  @jax.jit
-  def step(w, state):
-    value, grads = jax.value_and_grad(loss)(w)
-    updates, state = tx.update(grads, state, w, value=value)
-    return optax.apply_updates(w, updates), state
+  step = _jitted_step(tx, loss)
 
   def run(w):
     state = tx.init(w)

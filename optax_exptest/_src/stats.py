@@ -578,6 +578,18 @@ def _float_args(*args: ArrayLike) -> list[jax.Array]:
   return [a.astype(dtype) for a in arrays]
 
 
+def _judged(window: _Window, p: jax.Array, fit_ok: jax.Array) -> jax.Array:
+  """`p` where the window can be judged, else 1 ("no evidence")."""
+  judged = (
+      window.usable
+      & ~window.constant
+      & (window.count >= _MIN_OBSERVATIONS)
+      & fit_ok
+      & ~jnp.isnan(p)
+  )
+  return jnp.where(judged, p, jnp.ones_like(p))
+
+
 def _exponential_p_value(window: _Window) -> jax.Array:
   line = _fit_line(window)
   curve = _fit_exponential(window)
@@ -586,14 +598,7 @@ def _exponential_p_value(window: _Window) -> jax.Array:
   dfd = jnp.maximum(window.count - 3, 1).astype(sse_lin.dtype)
   f = (sse_lin - sse_exp) / (sse_exp / dfd)
   p = f_sf(f, jnp.ones_like(dfd), dfd)
-  judged = (
-      window.usable
-      & ~window.constant
-      & (window.count >= _MIN_OBSERVATIONS)
-      & (sse_exp < sse_lin)
-      & ~jnp.isnan(p)
-  )
-  return jnp.where(judged, p, jnp.ones_like(p))
+  return _judged(window, p, sse_exp < sse_lin)
 
 
 def _plateau_p_value(window: _Window) -> jax.Array:
@@ -604,14 +609,7 @@ def _plateau_p_value(window: _Window) -> jax.Array:
   sse = jnp.maximum(line.sse, window.sse_floor)
   stderr = jnp.sqrt(sse / df / jnp.where(line.s_ss > 0, line.s_ss, 1))
   p = t_cdf(line.slope / stderr, df)
-  judged = (
-      window.usable
-      & ~window.constant
-      & (window.count >= _MIN_OBSERVATIONS)
-      & (line.s_ss > 0)
-      & ~jnp.isnan(p)
-  )
-  return jnp.where(judged, p, jnp.ones_like(p))
+  return _judged(window, p, line.s_ss > 0)
 
 
 @jax.jit
