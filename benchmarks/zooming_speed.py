@@ -186,8 +186,10 @@ def main(argv=None):
       "On CPU the arms' matmuls are compute-bound, so vmap pays by merging"
       " them into wider matmuls (shared data) and sharding by using every"
       " core; per-arm shuffles leave k narrow matmuls and little to gain. The"
-      " GPU target (ratio >= 0.8 k up to k = 64, reported to 256) needs a GPU;"
-      " this run had none.",
+      " sharded column needs the other cores idle: on a shared machine it"
+      " varies from run to run much more than the vmapped one. The GPU target"
+      " (ratio >= 0.8 k up to k = 64, reported to 256) needs a GPU; this run"
+      " had none.",
   ]
   markdown = "\n".join(md)
   print(markdown)
