@@ -32,9 +32,7 @@ log-spaced rates, 2 keys each.
 Run: `python -m benchmarks zooming_search [--quick] [--out DIR]`.
 """
 
-import argparse
 import math
-import pathlib
 import time
 from typing import Callable, NamedTuple
 
@@ -361,10 +359,9 @@ def plot(results, budgets, path):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--seeds", type=int, default=None)
-  parser.add_argument("--out", type=pathlib.Path, default=common.RESULTS)
+  parser = common.parser(__doc__, seeds=None)
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="search seeds (default 10; 2 with --quick)")
   args = parser.parse_args(argv)
 
   quick = args.quick
@@ -431,7 +428,7 @@ def main(argv=None):
        for m in METHODS]))
   markdown = "\n".join(md)
   print(markdown)
-  name = "zooming_search_quick" if quick else "zooming_search"
+  name = common.result_name("zooming_search", quick)
   path = common.write_results(
       name, dict(budgets=budgets, seeds=seeds, methods=list(METHODS), results=results),
       markdown, out=args.out)

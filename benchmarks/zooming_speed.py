@@ -19,9 +19,7 @@ Two ways of feeding the data:
 Run: `python -m benchmarks zooming_speed [--quick] [--out DIR]`.
 """
 
-import argparse
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -101,11 +99,11 @@ def time_round(train_fn, k, repeats, mesh=None):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--steps", type=int, default=None)
-  parser.add_argument("--repeats", type=int, default=None)
-  parser.add_argument("--out", type=pathlib.Path, default=common.RESULTS)
+  parser = common.parser(__doc__, seeds=None)
+  parser.add_argument("--steps", type=int, default=None,
+                      help="SGD steps per arm (default 100; 10 with --quick)")
+  parser.add_argument("--repeats", type=int, default=None,
+                      help="alternating timing repeats (default 7; 2 with --quick)")
   args = parser.parse_args(argv)
 
   quick = args.quick
@@ -193,7 +191,7 @@ def main(argv=None):
   ]
   markdown = "\n".join(md)
   print(markdown)
-  name = "zooming_speed_quick" if quick else "zooming_speed"
+  name = common.result_name("zooming_speed", quick)
   path = common.write_results(
       name, dict(steps=steps, repeats=repeats, layouts=layouts, sweep=sweep,
                  sweep_batch=sweep_batch), markdown, out=args.out)
