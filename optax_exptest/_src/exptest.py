@@ -69,6 +69,9 @@ class ExpTestState(NamedTuple):
     window_length: N, the number of losses the current window is tested at
       (int32); equals W until the correction has been measured.
     correcting: whether the mini-batch correction is still being measured.
+    next_event: the window count at which the rare branch runs next (the
+      first loss, the end of the correction, the end of the window, or a
+      full loss buffer), so that the per-step path compares one integer.
     grad_norm_sum: S, the sum of gradient norms over the correction steps.
     window: the block-averaged losses of the current window.
     grad_sum: R, the sum of gradients over the correction steps (a tree like
@@ -88,6 +91,7 @@ class ExpTestState(NamedTuple):
   base_window: jax.Array
   window_length: jax.Array
   correcting: jax.Array
+  next_event: jax.Array
   grad_norm_sum: jax.Array
   window: loss_window.LossWindow
   grad_sum: optax.Updates
@@ -123,6 +127,18 @@ def window_size(initial_loss: jax.Array, learning_rate: jax.Array) -> jax.Array:
 def _test_length(n: jax.Array) -> jax.Array:
   """A window needs at least 4 losses for both fits to leave a residual."""
   return jnp.clip(n, 4, MAX_WINDOW).astype(jnp.int32)
+
+
+def _next_event(state: ExpTestState) -> jax.Array:
+  """The window count at which the rare branch must run next."""
+  capacity = state.window.sums.shape[0]
+  return jnp.minimum(
+      jnp.minimum(
+          state.window_length,
+          jnp.where(state.correcting, state.base_window, MAX_WINDOW),
+      ),
+      jnp.minimum(capacity * state.window.block_size, MAX_WINDOW),
+  ).astype(jnp.int32)
 
 
 def _float_dtype(params: Any) -> jnp.dtype:
@@ -296,6 +312,7 @@ def exptest(
         base_window=jnp.asarray(MAX_WINDOW, jnp.int32),
         window_length=jnp.asarray(MAX_WINDOW, jnp.int32),
         correcting=jnp.asarray(sgd_correction),
+        next_event=jnp.ones((), jnp.int32),  # the first loss fixes L0 and W
         grad_norm_sum=jnp.zeros((), dtype),
         window=loss_window.empty(capacity, dtype),
         grad_sum=optax.tree.zeros_like(params) if sgd_correction else (),
@@ -389,6 +406,7 @@ def exptest(
             resets, optax.safe_increment(state.num_resets), state.num_resets
         ),
     )
+    state = state._replace(next_event=_next_event(state))
     outcome = _Outcome(reset_params=resets, skip_update=diverged & ~resets)
     return state, outcome
 
@@ -454,16 +472,11 @@ def exptest(
 
     diverged = ~finite
     if divergence_factor is not None:
-      diverged |= (state.step > 0) & (
-          value > divergence_factor * jnp.maximum(state.initial_loss, 0)
-      ) & (state.initial_loss > 0)
-    event = (
-        (state.step == 0)
-        | diverged
-        | (state.correcting & (count >= state.base_window))
-        | (count >= state.window_length)
-        | loss_window.is_full(window)
-    )
+      # L0 is 0 until the first loss has been seen.
+      diverged |= (state.initial_loss > 0) & (
+          value > divergence_factor * state.initial_loss
+      )
+    event = (count >= state.next_event) | diverged
     # Only the scalars and the window go through the branch: the trees stay
     # out of its outputs, so the per-step path copies none of them.
     small = state._replace(

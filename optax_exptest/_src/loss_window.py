@@ -58,7 +58,8 @@ def clear(window: LossWindow) -> LossWindow:
 
 def push(window: LossWindow, value: jax.Array) -> LossWindow:
   """Adds one loss to the window (the caller merges when `is_full`)."""
-  slot = window.count // window.block_size
+  # Both are non-negative: truncating division, without floor's corrections.
+  slot = jax.lax.div(window.count, window.block_size)
   sums = window.sums.at[slot].add(value.astype(window.sums.dtype))
   return window._replace(sums=sums, count=window.count + 1)
 
