@@ -34,7 +34,7 @@ def main(argv=None):
              + optimizers.BEYOND)
     factors, steps = list(paper.CALIFORNIA_FACTORS), 10_000
     seeds, grid_seeds = args.seeds, args.grid_seeds
-  eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train), loss="mse")
+  eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train).T, loss="mse")
   print(f"eta_max = {eta:.6f}")
 
   final, best, curves, times = {}, {}, {}, {}

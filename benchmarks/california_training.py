@@ -11,7 +11,8 @@ checkpoint (what its text describes) come out of one run.
 
 The full-batch gradient is summed over `row_chunks` slices of the training
 rows (a `lax.scan`): the same gradient, but each slice's activations stay
-in the CPU's cache, which makes a step about 1.5x faster here.
+in the CPU's cache; with feature-major inputs a step is about 1.7x faster
+here than the plain row-major full batch.
 """
 
 from typing import Callable, Mapping, NamedTuple
@@ -30,6 +31,8 @@ LAYERS = (8, 32, 32, 1)
 
 
 class CaliforniaData(NamedTuple):
+  """Inputs feature-major, `(8, rows)`; targets `(rows,)`."""
+
   x_train: jax.Array
   y_train: jax.Array
   x_val: jax.Array
@@ -58,7 +61,8 @@ def load(seed: int = 42) -> CaliforniaData:
   train, val = _sklearn_split(len(rest), 0.25, seed)
   train, val = rest[train], rest[val]
   mean, std = x[train].mean(0), x[train].std(0)
-  scale = lambda a: jnp.asarray((a - mean) / std, jnp.float32)
+  # Feature-major (features, rows): see `predict`.
+  scale = lambda a: jnp.asarray(((a - mean) / std).T, jnp.float32)
   target = lambda idx: jnp.asarray(y[idx], jnp.float32)
   return CaliforniaData(scale(x[train]), target(train), scale(x[val]), target(val),
                         scale(x[test]), target(test))
@@ -78,23 +82,29 @@ def init_mlp(key, layers=LAYERS):
   return params
 
 
-def predict(params, x):
-  h = x
+def predict(params, x_t):
+  """The MLP on inputs stored feature-major, `x_t` of shape (features, rows).
+
+  Rows along the last axis keep every activation contiguous along the long
+  dimension, which XLA vectorises better on a CPU (about 1.6x here).
+  """
+  h = x_t
   for i, (w, b) in enumerate(params):
-    h = h @ w + b
+    h = w.T @ h + b[:, None]
     if i < len(params) - 1:
       h = jax.nn.relu(h)
-  return h[:, 0]
+  return h[0]
 
 
-def mse(params, x, y):
-  return jnp.mean((predict(params, x) - y) ** 2)
+def mse(params, x_t, y):
+  return jnp.mean((predict(params, x_t) - y) ** 2)
 
 
-def full_batch_value_and_grad(params, x, y, row_chunks):
+def full_batch_value_and_grad(params, x_t, y, row_chunks):
   """MSE and its gradient over all rows, summed slice by slice."""
-  if x.shape[0] % row_chunks:
-    raise ValueError(f"{x.shape[0]} rows do not split into {row_chunks} chunks")
+  features, n = x_t.shape
+  if n % row_chunks:
+    raise ValueError(f"{n} rows do not split into {row_chunks} chunks")
   sse = lambda p, x, y: jnp.sum((predict(p, x) - y) ** 2)
 
   def add(acc, xy):
@@ -102,9 +112,9 @@ def full_batch_value_and_grad(params, x, y, row_chunks):
     return jax.tree.map(jnp.add, acc, (value, grads)), None
 
   zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
-  slices = (x.reshape(row_chunks, -1, x.shape[1]), y.reshape(row_chunks, -1))
+  slices = (x_t.reshape(features, row_chunks, -1).transpose(1, 0, 2),
+            y.reshape(row_chunks, -1))
   (value, grads), _ = jax.lax.scan(add, zero, slices)
-  n = x.shape[0]
   return value / n, jax.tree.map(lambda g: g / n, grads)
 
 
@@ -156,7 +166,7 @@ def make_run(name: str, make_tx: Callable, data: CaliforniaData, *, steps: int,
 def train(
     name: str, hparams: Mapping[str, np.ndarray], seeds: np.ndarray,
     data: CaliforniaData, *, eta_max: float, steps: int = 10_000,
-    eval_every: int = 10, row_chunks: int = 4,
+    eval_every: int = 10, row_chunks: int = 16,
 ) -> Runs:
   """Trains one arm per (hparams[i], seeds[i]) in one vmapped program."""
   spec = optimizers.OPTIMIZERS[name]

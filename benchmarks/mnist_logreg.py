@@ -62,7 +62,7 @@ def main(argv=None):
     steps = steps_to(runs.accuracy, runs.eval_steps).reshape(len(fs), len(seeds))
     per_step = mnist_training.seconds_per_step(
         name, data, eta_max=eta, learning_rate=eta,
-        steps=200 if args.quick else 2000,
+        steps=200 if args.quick else 1000,
     )
     timings[name] = dict(batch_seconds=runs.seconds, seconds_per_step=per_step)
     keys = [str(f) for f in fs] if fs[0] is not None else ["none"]

@@ -5,15 +5,24 @@
   (arXiv 2411.16975).
 * `lr_upper_bound`: the starting rate, from the inputs' correlation matrix.
 * `stats`: the exponential and plateau tests.
+* `ZoomingSearch`, `zoom`: a Lipschitz-bandit (zooming) search over learning
+  rates whose arms train many at a time with `jax.vmap`, sharded over devices
+  (arXiv 2409.09783); `zooming` holds it and its reward helpers.
 """
 
 from optax_exptest import datasets
 from optax_exptest import stats
+from optax_exptest import zooming
 from optax_exptest._src.bound import lr_upper_bound
 from optax_exptest._src.exptest import Decision
 from optax_exptest._src.exptest import exptest
 from optax_exptest._src.exptest import ExpTestState
 from optax_exptest._src.exptest import Phase
+from optax_exptest._src.rewards import accuracy_reward
+from optax_exptest._src.rewards import loss_curve_reward
+from optax_exptest._src.rewards import loss_reward
+from optax_exptest._src.zoom import zoom
+from optax_exptest._src.zooming import ZoomingSearch
 
 __version__ = "0.1.0"
 
@@ -21,8 +30,14 @@ __all__ = [
     "Decision",
     "ExpTestState",
     "Phase",
+    "ZoomingSearch",
+    "accuracy_reward",
     "datasets",
     "exptest",
+    "loss_curve_reward",
+    "loss_reward",
     "lr_upper_bound",
     "stats",
+    "zoom",
+    "zooming",
 ]
