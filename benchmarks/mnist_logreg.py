@@ -84,7 +84,7 @@ def main(argv=None):
   seconds = time.perf_counter() - start
   markdown = report(table, reach, eta, factors, len(seeds), seconds, epochs)
   print(markdown)
-  out = common.args.out
+  out = args.out
   name = common.result_name("mnist_logreg", args.quick)
   common.write_results(name, dict(
       eta_max=eta, factors=factors, seeds=len(seeds), epochs=epochs,
@@ -128,7 +128,7 @@ def report(table, reach, eta, factors, n, seconds, epochs):
       f"Test accuracy (%) after {epochs} epochs, batch 32, mean ± std over n = {n} seeds;"
       f" eta_max = {eta:.5f}. Rows 'paper:' are the paper's Table 1.",
       "",
-      common.markdown_table(["optimizer"] + [f"{f} x eta_max" for f in factors], rows),
+      common.markdown_table(["optimizer"] + [f"{f:g} x eta_max" for f in factors], rows),
       "",
       "## Time to 92% test accuracy",
       "",

@@ -50,9 +50,13 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
     logy: log-scaled loss axis.
   """
   plt = pyplot()
-  fig, axes = plt.subplots(1, len(factors), figsize=(4 * len(factors), 4),
+  cols = 3
+  rows = -(-(len(factors) + 1) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows),
                            sharey=True, squeeze=False)
-  for panel, f in zip(axes[0], factors):
+  axes = axes.ravel()
+  colors = plt.get_cmap("tab20").colors
+  for panel, f in zip(axes, factors):
     seen = set()
     for i, (name, c) in enumerate(curves.items()):
       fs = list(c["factors"])
@@ -64,9 +68,10 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
       y = common.moving_average(mean[None], smooth)[0]
       x = np.arange(len(y)) + smooth
       grid = optimizers.OPTIMIZERS[name].uses_grid
-      panel.plot(x, y, lw=1.8 if name.startswith("exptest") else 1.0,
+      panel.plot(x, y, lw=2.2 if name == "exptest" else 1.1,
                  ls="-" if grid or name.startswith("exptest") else "--",
-                 color=f"C{i % 10}", label=optimizers.OPTIMIZERS[name].label)
+                 color="k" if name == "exptest" else colors[i % len(colors)],
+                 label=optimizers.OPTIMIZERS[name].label)
       if name == "exptest":
         mark_decisions(panel, np.asarray(c["decisions"][row][0]), seen)
     panel.set_title(f"{f:g} x eta_max")
@@ -75,16 +80,20 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
       panel.set_yscale("log")
     if ylim is not None:
       panel.set_ylim(*ylim)
-  axes[0][0].set_ylabel(ylabel)
-  handles, labels = axes[0][-1].get_legend_handles_labels()
-  for ax in axes[0]:
+  for ax in axes[::cols]:
+    ax.set_ylabel(ylabel)
+  handles, labels = [], []
+  for ax in axes[: len(factors)]:
     for h, l in zip(*ax.get_legend_handles_labels()):
       if l not in labels:
         handles.append(h)
         labels.append(l)
-  fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)),
-             fontsize=8, frameon=False)
+  legend_ax = axes[len(factors)]
+  legend_ax.axis("off")
+  legend_ax.legend(handles, labels, loc="center", ncol=2, fontsize=8, frameon=False)
+  for ax in axes[len(factors) + 1:]:
+    ax.axis("off")
   fig.suptitle(title)
-  fig.tight_layout(rect=(0, 0.12, 1, 0.95))
-  fig.savefig(path, dpi=110)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
   plt.close(fig)
