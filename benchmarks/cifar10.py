@@ -186,7 +186,7 @@ def main(argv=None):
                                   wall_seconds=seconds, data=kind),
                        markdown, args.out)
   if name == "cifar10":
-    common.update_summary("cifar10", table)
+    common.update_summary("cifar10", common.expand_rate_free(table, factors))
   return table
 
 

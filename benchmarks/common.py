@@ -161,3 +161,14 @@ def parser(doc: str, *, seeds: int | None = 5) -> "argparse.ArgumentParser":
 def result_name(experiment: str, quick: bool) -> str:
   """Quick runs write beside, never over, the full results."""
   return f"{experiment}_quick" if quick else experiment
+
+
+def expand_rate_free(table: Mapping[str, Mapping[str, Any]],
+                     factors: Sequence[float]) -> dict:
+  """Each rate-free optimizer's cell under every factor, as the paper's
+  tables show them, so that every optimizer has the same keys."""
+  return {
+      name: ({str(f): cells["none"] for f in factors} if set(cells) == {"none"}
+             else dict(cells))
+      for name, cells in table.items()
+  }

@@ -98,7 +98,7 @@ def main(argv=None):
       ylabel="training loss (cross-entropy)",
   )
   if not args.quick:
-    common.update_summary("mnist_logreg", table)
+    common.update_summary("mnist_logreg", common.expand_rate_free(table, factors))
   return table
 
 

@@ -56,8 +56,11 @@ def make_run(
   """`run(hparams, seed)` training one arm; pure, so it vmaps."""
   n = data.x_train.shape[0]
   steps_per_epoch = n // batch_size
-  chunk = steps_per_epoch // evals_per_epoch
-  evals = evals_per_epoch
+  evals = min(evals_per_epoch, steps_per_epoch)
+  chunk = steps_per_epoch // evals
+  # An epoch starts with the steps that do not fill a chunk, so that every
+  # epoch has all its steps and ends with an evaluation.
+  head = steps_per_epoch - evals * chunk
 
   def accuracy(params):
     logits = data.x_test @ params["w"] + params["b"]
@@ -83,15 +86,24 @@ def make_run(
 
     def epoch(carry, e):
       perm = jax.random.permutation(jax.random.fold_in(data_key, e), n)
-      indices = perm[: evals * chunk * batch_size].reshape(evals, chunk, batch_size)
-      return jax.lax.scan(evaluate, carry, indices)
+      perm = perm[: steps_per_epoch * batch_size]
+      carry, head_records = jax.lax.scan(
+          step, carry, perm[: head * batch_size].reshape(head, batch_size)
+      )
+      indices = perm[head * batch_size:].reshape(evals, chunk, batch_size)
+      carry, (records, acc) = jax.lax.scan(evaluate, carry, indices)
+      records = jax.tree.map(
+          lambda h, r: jnp.concatenate([h, r.reshape(-1)]), head_records, records
+      )
+      return carry, (records, acc)
 
     _, (records, acc) = jax.lax.scan(
         epoch, (params, tx.init(params)), jnp.arange(epochs)
     )
     return jax.tree.map(lambda x: x.reshape(-1), records), acc.reshape(-1)
 
-  eval_steps = np.arange(1, epochs * evals + 1) * chunk
+  eval_steps = (np.arange(epochs)[:, None] * steps_per_epoch + head
+                + chunk * np.arange(1, evals + 1)[None, :]).reshape(-1)
   return run, eval_steps
 
 
