@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 
-.PHONY: demo test test-fast bench clean venv
+.PHONY: demo test bench clean venv
 
 venv: $(STAMP)
 
@@ -19,11 +19,17 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/mnist_demo.py
 
+# .venv/bin first on PATH: the notebooks' Jupyter kernel runs `python`.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile -q tests
 
+# The reproduction of the ExpTest paper (about 30 minutes on two CPU cores),
+# then the report benchmarks/RESULTS.md.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_step.py
+	for e in mnist_logreg alpha_beta batch_size california step_time demo_seeds; do \
+	  $(BIN)/python -m benchmarks $$e || exit 1; done
+	$(BIN)/python -m benchmarks cifar10 --quick
+	$(BIN)/python -m benchmarks report
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

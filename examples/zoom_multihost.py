@@ -74,7 +74,6 @@ def main(argv=None):
 
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
 
   # pylint: disable-next=g-import-not-at-top
   from optax_exptest.zooming import loss_reward, zoom, ZoomingSearch

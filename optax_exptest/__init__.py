@@ -4,6 +4,7 @@
   upper bound and tunes it on plateaus, by hypothesis tests on the loss
   (arXiv 2411.16975).
 * `lr_upper_bound`: the starting rate, from the inputs' correlation matrix.
+* `exptest_summary`: ExpTest's state as plain numbers, for loggers.
 * `stats`: the exponential and plateau tests.
 * `ZoomingSearch`, `zoom`: a Lipschitz-bandit (zooming) search over learning
   rates whose arms train many at a time with `jax.vmap`, sharded over devices
@@ -18,6 +19,8 @@ from optax_exptest._src.exptest import Decision
 from optax_exptest._src.exptest import exptest
 from optax_exptest._src.exptest import ExpTestState
 from optax_exptest._src.exptest import Phase
+from optax_exptest._src.observe import exptest_summary
+from optax_exptest._src.observe import find_exptest_state
 from optax_exptest._src.rewards import accuracy_reward
 from optax_exptest._src.rewards import loss_curve_reward
 from optax_exptest._src.rewards import loss_reward
@@ -34,6 +37,8 @@ __all__ = [
     "accuracy_reward",
     "datasets",
     "exptest",
+    "exptest_summary",
+    "find_exptest_state",
     "loss_curve_reward",
     "loss_reward",
     "lr_upper_bound",

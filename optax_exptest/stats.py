@@ -5,12 +5,12 @@ their weighted forms on a ring buffer of block means, the fits behind them,
 and the tail probabilities they use.
 """
 
-from optax_exptest._src.stats import ExponentialFit
+from optax_exptest._src.fits import ExponentialFit
 from optax_exptest._src.stats import exponential_test
 from optax_exptest._src.stats import f_sf
-from optax_exptest._src.stats import fit_exponential
-from optax_exptest._src.stats import fit_linear
-from optax_exptest._src.stats import LinearFit
+from optax_exptest._src.fits import fit_exponential
+from optax_exptest._src.fits import fit_linear
+from optax_exptest._src.fits import LinearFit
 from optax_exptest._src.stats import plateau_test
 from optax_exptest._src.stats import t_cdf
 from optax_exptest._src.stats import weighted_exponential_test

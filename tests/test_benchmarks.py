@@ -33,3 +33,16 @@ def test_quick_run_writes_results(name, tmp_path):
     for cell in (c for cells in result.values() for c in cells.values()):
       assert cell["n"] + cell["n_diverged"] == 2 and 0 <= cell["mean"] <= 100
     assert (tmp_path / "mnist_logreg_quick.png").stat().st_size > 10_000
+
+
+def test_report_assembles_the_committed_results(tmp_path):
+  from benchmarks import common, report
+  text = report.build(common.RESULTS)
+  for title in ("Table 1", "Table 2", "Table 3", "Mini-batch size", "Wall time"):
+    assert title in text
+  assert "paper:" in text and "## Where and why we differ" in text
+  readme = tmp_path / "README.md"
+  readme.write_text("intro\n" + "\n".join(report.MARKERS) + "\nrest\n")
+  report.update_readme(common.RESULTS, readme)
+  updated = readme.read_text()
+  assert "| ExpTest | none |" in updated and updated.endswith("rest\n")

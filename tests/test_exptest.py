@@ -338,6 +338,21 @@ def test_non_finite_values_never_reach_the_parameters():
   assert int(state.decision) == Decision.DIVERGED
 
 
+def test_skipped_step_keeps_a_finite_inner_state():
+  """Without reset, a non-finite gradient is skipped, momentum included."""
+  tx = optax_exptest.exptest(0.1, inner=optax.trace(0.9), reset=False)
+  params = jnp.zeros(3)
+  state = tx.init(params)
+  step = jax.jit(lambda g, s: tx.update(g, s, params, value=1.0))
+  _, state = step(jnp.ones(3), state)
+  updates, state = step(jnp.array([1.0, jnp.nan, 1.0]), state)
+  assert int(state.decision) == Decision.DIVERGED
+  assert np.all(np.asarray(updates) == 0)
+  assert np.all(np.isfinite(np.asarray(state.inner_state.trace)))
+  updates, state = step(jnp.ones(3), state)
+  assert np.all(np.isfinite(np.asarray(updates))) and np.any(np.asarray(updates) != 0)
+
+
 def test_divergence_factor_cuts_before_the_window_ends():
   loss, params = _quadratic_problem()
   tx = optax_exptest.exptest(1e3, sgd_correction=False, divergence_factor=10.0)

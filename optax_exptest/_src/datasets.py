@@ -181,6 +181,14 @@ def default_data_dir() -> pathlib.Path | None:
     ``$OPTAX_EXPTEST_DATA`` if that variable is set (whether or not it exists),
     else the repository's ``data/`` folder beside the package when it exists
     (a source checkout or editable install), else ``None``.
+
+  Examples:
+    >>> import os
+    >>> from optax_exptest.datasets import default_data_dir
+    >>> os.environ["OPTAX_EXPTEST_DATA"] = "/srv/data"
+    >>> str(default_data_dir())
+    '/srv/data'
+    >>> del os.environ["OPTAX_EXPTEST_DATA"]
   """
   env = os.environ.get(DATA_ENV_VAR)
   if env:
@@ -239,6 +247,12 @@ def verify_checksums(data_dir: PathLike | None = None) -> dict[str, str]:
   Raises:
     FileNotFoundError: a file is missing.
     ValueError: some digests differ; the message lists the files.
+
+  Examples:
+    >>> from optax_exptest.datasets import verify_checksums
+    >>> digests = verify_checksums()  # the repository's data/ folder
+    >>> sorted(digests)[0]
+    'california_housing/cal_housing.data'
   """
   digests, bad = {}, []
   for rel, expected in CHECKSUMS.items():
@@ -469,6 +483,18 @@ def load_tfds(
     ImportError: ``tensorflow_datasets`` is not installed.
     RuntimeError: the dataset is not prepared and cannot be downloaded.
     ValueError: ``timeout_s`` is not positive.
+
+  Examples:
+    Without network access or a prepared copy it fails fast and says why:
+
+    >>> import tempfile
+    >>> from optax_exptest.datasets import load_tfds
+    >>> try:
+    ...   load_tfds("cifar10", "train", data_dir=tempfile.mkdtemp(),
+    ...             download=False)
+    ... except RuntimeError as e:
+    ...   print("not prepared" in str(e))
+    True
   """
   if not timeout_s > 0:
     raise ValueError(f"timeout_s must be positive, got timeout_s={timeout_s}.")

@@ -35,14 +35,31 @@ MAX_WINDOW = 2**30
 
 
 class Phase(enum.IntEnum):
-  """The values of `ExpTestState.phase`."""
+  """The values of `ExpTestState.phase`.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax_exptest
+    >>> state = optax_exptest.exptest(0.1).init(jnp.zeros(3))
+    >>> optax_exptest.Phase(int(state.phase)).name
+    'SEARCHING'
+  """
 
   SEARCHING = 0
   TUNING = 1
 
 
 class Decision(enum.IntEnum):
-  """What an update decided, the values of `ExpTestState.decision`."""
+  """What an update decided, the values of `ExpTestState.decision`.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax_exptest
+    >>> tx = optax_exptest.exptest(0.1)
+    >>> params = jnp.zeros(3)
+    >>> _, state = tx.update(jnp.ones(3), tx.init(params), params,
+    ...                      value=jnp.nan)
+    >>> optax_exptest.Decision(int(state.decision)).name
+    'DIVERGED'
+  """
 
   NONE = 0  # No test ended at this step.
   EXPONENTIAL = 1  # Searching: exponential decay detected; now tuning.
@@ -78,6 +95,12 @@ class ExpTestState(NamedTuple):
       the gradients; `()` with `sgd_correction=False`).
     initial_params: the parameters given to `init` (`()` with `reset=False`).
     inner_state: the state of the `inner` transformation.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax_exptest
+    >>> state = optax_exptest.exptest(0.1).init(jnp.zeros(3))
+    >>> float(state.learning_rate), int(state.num_cuts), int(state.step)
+    (0.1..., 0, 0)
   """
 
   learning_rate: jax.Array
@@ -499,16 +522,23 @@ def exptest(
           ).astype(u.dtype),
           updates, params, state.initial_params,
       )
-      if inner is not None:
-        inner_state = jax.tree.map(
-            lambda fresh, s: jnp.where(outcome.reset_params, fresh, s),
-            inner.init(state.initial_params), inner_state,
-        )
     else:
       updates = jax.tree.map(
           lambda u: jnp.where(outcome.skip_update, 0, -lr * u).astype(u.dtype),
           updates,
       )
+    if inner is not None:
+      # A skipped step keeps the inner state it started from (non-finite
+      # gradients must not linger in a momentum); a reset starts it afresh.
+      inner_state = jax.tree.map(
+          lambda new, old: jnp.where(outcome.skip_update, old, new),
+          inner_state, state.inner_state,
+      )
+      if reset:
+        inner_state = jax.tree.map(
+            lambda fresh, s: jnp.where(outcome.reset_params, fresh, s),
+            inner.init(state.initial_params), inner_state,
+        )
     new_state = small._replace(
         step=optax.safe_increment(state.step),
         grad_sum=grad_sum,

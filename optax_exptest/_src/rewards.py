@@ -35,6 +35,7 @@ def loss_reward(
 
   Examples:
     >>> import jax.numpy as jnp
+    >>> from optax_exptest import loss_reward
     >>> loss_reward(jnp.array([0.5, 3.0, jnp.nan]), 2.0)
     Array([0.75, 0.  , 0.  ], dtype=float32)
   """
@@ -69,6 +70,7 @@ def loss_curve_reward(
 
   Examples:
     >>> import jax.numpy as jnp
+    >>> from optax_exptest import loss_curve_reward
     >>> losses = jnp.array([2.0, 1.0, 0.5])
     >>> float(loss_curve_reward(losses))
     0.75
@@ -110,6 +112,7 @@ def accuracy_reward(
 
   Examples:
     >>> import jax.numpy as jnp
+    >>> from optax_exptest import accuracy_reward
     >>> logits = jnp.array([[2.0, 1.0], [0.0, 3.0], [jnp.nan, 0.0]])
     >>> float(accuracy_reward(logits, jnp.array([0, 1, 1])))
     0.666...

@@ -65,6 +65,7 @@ def make_round(
 
   Examples:
     >>> import jax, numpy as np
+    >>> from optax_exptest.zooming import make_round
     >>> run = make_round(lambda lr, key: 1 - lr, arms_per_round=2,
     ...                  key=jax.random.PRNGKey(0))
     >>> np.asarray(run(np.array([0.25, 0.5]), 0))
@@ -141,6 +142,20 @@ def write_checkpoint(path: Union[str, os.PathLike], state: dict[str, Any]) -> No
 
   A crash at any point leaves either the previous file or the new one, never
   a partial one; the temporary file is removed when writing fails.
+
+  Args:
+    path: the file to write; its folder is created when missing.
+    state: a JSON-serialisable dict, e.g. `ZoomingSearch.state_dict()`.
+
+  Examples:
+    >>> import json, pathlib, tempfile
+    >>> from optax_exptest import ZoomingSearch
+    >>> from optax_exptest.zooming import write_checkpoint
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "search.json"
+    >>> write_checkpoint(path, ZoomingSearch(0.0, 1.0, horizon=8).state_dict())
+    >>> restored = ZoomingSearch.from_state_dict(json.loads(path.read_text()))
+    >>> restored.ask(1)
+    array([0.5])
   """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +282,7 @@ def zoom(
 
   Examples:
     >>> import jax, jax.numpy as jnp
+    >>> from optax_exptest import ZoomingSearch, zoom
     >>> def train_fn(learning_rate, key):  # a stand-in for a training run
     ...   return 1 - jnp.abs(learning_rate - 0.3) + 0.01 * jax.random.normal(key)
     >>> search = ZoomingSearch(0.0, 1.0, horizon=32, radius_scale=0.1)

@@ -15,7 +15,7 @@ state): it is plain host-side numpy, and `state_dict` makes it JSON.
 """
 
 import math
-from typing import Any, Literal, NamedTuple, Optional, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,14 @@ class Arm(NamedTuple):
     pending: pulls asked and not told yet.
     mean_reward: mean of its told rewards (NaN before the first).
     radius: its confidence radius, counting pending pulls as done.
+
+  Examples:
+    >>> from optax_exptest import ZoomingSearch
+    >>> search = ZoomingSearch(1e-3, 1e-1, scale="log", horizon=8)
+    >>> search.tell(search.ask(1), [0.5])
+    >>> arm, = search.arms
+    >>> arm.position, round(arm.learning_rate, 6), arm.pulls, arm.mean_reward
+    (0.5, 0.01, 1, 0.5)
   """
 
   position: float
@@ -141,6 +149,7 @@ class ZoomingSearch:
 
   Examples:
     >>> import numpy as np
+    >>> from optax_exptest import ZoomingSearch
     >>> search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
     >>> for _ in range(16):
     ...   lrs = search.ask(4)
@@ -561,6 +570,21 @@ class ZoomingSearch:
 
 
 def covers_unit_interval(positions: Sequence[float], radii: Sequence[float]) -> bool:
-  """Whether the closed balls `[x - r, x + r]` cover `[0, 1]` (up to 1e-12)."""
+  """Whether the closed balls `[x - r, x + r]` cover `[0, 1]` (up to 1e-12).
+
+  Args:
+    positions: the balls' centres in `[0, 1]`.
+    radii: their radii, one per centre.
+
+  Returns:
+    True when every point of `[0, 1]` lies in some ball.
+
+  Examples:
+    >>> from optax_exptest.zooming import covers_unit_interval
+    >>> covers_unit_interval([0.25, 0.75], [0.25, 0.25])
+    True
+    >>> covers_unit_interval([0.25, 0.75], [0.2, 0.25])
+    False
+  """
   x, r = np.asarray(positions, np.float64), np.asarray(radii, np.float64)
   return not _gaps(x - r, x + r)

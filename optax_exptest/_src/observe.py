@@ -1,0 +1,99 @@
+"""ExpTest's state as plain numbers, for loggers and progress bars."""
+
+from typing import Any, Union
+
+import jax
+import numpy as np
+
+from optax_exptest._src.exptest import Decision, ExpTestState, Phase
+
+Number = Union[int, float]
+
+
+def find_exptest_state(opt_state: Any) -> ExpTestState:
+  """The `ExpTestState` inside an optimizer state (a chain, a Flax wrapper).
+
+  Args:
+    opt_state: an optimizer state holding exactly one `ExpTestState`.
+
+  Returns:
+    That state.
+
+  Raises:
+    ValueError: none, or more than one, is found.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax, optax_exptest
+    >>> tx = optax.chain(optax.clip(1.0), optax_exptest.exptest(0.1))
+    >>> state = tx.init(jnp.zeros(2))
+    >>> type(optax_exptest.find_exptest_state(state)).__name__
+    'ExpTestState'
+  """
+  found = [
+      x for x in jax.tree.leaves(
+          opt_state, is_leaf=lambda x: isinstance(x, ExpTestState)
+      )
+      if isinstance(x, ExpTestState)
+  ]
+  if len(found) != 1:
+    raise ValueError(
+        f"expected one ExpTestState in the optimizer state, found {len(found)}:"
+        " pass the state of an optimizer built with optax_exptest.exptest."
+    )
+  return found[0]
+
+
+def _plain(x: Any) -> Union[Number, list]:
+  """A Python number for a scalar, nested lists for a batch (vmapped arms)."""
+  a = np.asarray(x)
+  return a.item() if a.ndim == 0 else a.tolist()
+
+
+def exptest_summary(opt_state: Any) -> dict[str, Any]:
+  """ExpTest's current rate, phase and decisions as plain Python numbers.
+
+  Works on a bare `ExpTestState`, on one inside a chain or a Flax optimizer,
+  and on vmapped states (every entry is then a list, one value per arm).
+  Call it outside `jit`: it copies the numbers to the host.
+
+  Args:
+    opt_state: an optimizer state holding one `ExpTestState`.
+
+  Returns:
+    A dict with `learning_rate`, `phase` (0 searching, 1 tuning),
+    `phase_name`, `num_cuts`, `num_resets`, `p_value` (of the last test),
+    `decision` and `decision_name` (what the last update decided), `step`,
+    `window_fill` (losses in the current window over its length, in
+    [0, 1]) and `window_length`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax_exptest
+    >>> tx = optax_exptest.exptest(0.1, sgd_correction=False)
+    >>> params = jnp.zeros(2)
+    >>> state = tx.init(params)
+    >>> _, state = tx.update(jnp.ones(2), state, params, value=1.0)
+    >>> summary = optax_exptest.exptest_summary(state)
+    >>> summary["learning_rate"], summary["phase_name"], summary["step"]
+    (0.1..., 'searching', 1)
+  """
+  s = find_exptest_state(opt_state)
+  count = np.asarray(s.window.count, np.float64)
+  length = np.asarray(s.window_length, np.float64)
+  phase = np.asarray(s.phase)
+  decision = np.asarray(s.decision)
+  name = lambda values, enum: np.vectorize(
+      lambda v: enum(int(v)).name.lower(), otypes=[object]
+  )(values)
+  return dict(
+      learning_rate=_plain(s.learning_rate),
+      phase=_plain(phase),
+      phase_name=_plain(name(phase, Phase)),
+      num_cuts=_plain(s.num_cuts),
+      num_resets=_plain(s.num_resets),
+      p_value=_plain(s.p_value),
+      decision=_plain(decision),
+      decision_name=_plain(name(decision, Decision)),
+      step=_plain(s.step),
+      window_fill=_plain(np.clip(count / length, 0.0, 1.0)),
+      window_length=_plain(s.window_length),
+  )
