@@ -1,8 +1,12 @@
 """Writes the notebooks of this folder from the cells below (run it after an edit).
 
-Each notebook reads `OPTAX_EXPTEST_SMOKE=1` to run with small settings, which
-is how `make test` executes them (tests/test_notebooks.py).
+`python notebooks/build_notebooks.py --execute` also runs them with their
+full settings (a few minutes on two CPU cores) and stores the outputs, so
+that the figures show on GitHub. Each notebook reads `OPTAX_EXPTEST_SMOKE=1`
+to run with small settings, which is how `make test` executes them
+(tests/test_notebooks.py).
 """
+import argparse
 import pathlib
 
 import nbformat
@@ -239,11 +243,19 @@ plt.show()'''),
 
 
 def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--execute", action="store_true",
+                      help="run each notebook (full settings) and keep its outputs")
+  args = parser.parse_args()
   for name, cells in [("quickstart", QUICKSTART), ("zooming", ZOOMING), ("flax", FLAX)]:
     nb = new_notebook(cells=cells, metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
     })
+    if args.execute:
+      from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
+      NotebookClient(nb, timeout=1200, kernel_name="python3",
+                     resources={"metadata": {"path": str(HERE)}}).execute()
     nbformat.write(nb, HERE / f"{name}.ipynb")
     print("wrote", HERE / f"{name}.ipynb")
 
