@@ -12,7 +12,9 @@ checkpoint (what its text describes) come out of one run.
 The full-batch gradient is summed over `row_chunks` slices of the training
 rows (a `lax.scan`): the same gradient, but each slice's activations stay
 in the CPU's cache; with feature-major inputs a step is about 1.7x faster
-here than the plain row-major full batch.
+here than the plain row-major full batch. The slices shrink as more arms
+share a device (`auto_row_chunks`): 25 arms run about 10% faster in 72
+slices than in 16.
 """
 
 from typing import Callable, Mapping, NamedTuple
@@ -28,6 +30,9 @@ from benchmarks import optimizers
 from benchmarks.mnist_training import exptest_fields
 
 LAYERS = (8, 32, 32, 1)
+# Rows x arms of one slice per device that keep its activations in cache:
+# measured best at 3 arms x 774 rows and 13 arms x 172 rows (2 cores here).
+_ROWS_TIMES_ARMS = 2400
 
 
 class CaliforniaData(NamedTuple):
@@ -118,6 +123,14 @@ def full_batch_value_and_grad(params, x_t, y, row_chunks):
   return value / n, jax.tree.map(lambda g: g / n, grads)
 
 
+def auto_row_chunks(rows: int, arms_per_device: int) -> int:
+  """The fewest slices that divide `rows` and keep a slice in cache."""
+  for chunks in range(1, rows + 1):
+    if rows % chunks == 0 and rows // chunks * arms_per_device <= _ROWS_TIMES_ARMS:
+      return chunks
+  return rows
+
+
 class Runs(NamedTuple):
   """Results of `train`, one row per arm (numpy arrays)."""
 
@@ -166,11 +179,14 @@ def make_run(name: str, make_tx: Callable, data: CaliforniaData, *, steps: int,
 def train(
     name: str, hparams: Mapping[str, np.ndarray], seeds: np.ndarray,
     data: CaliforniaData, *, eta_max: float, steps: int = 10_000,
-    eval_every: int = 10, row_chunks: int = 16,
+    eval_every: int = 10, row_chunks: int | None = None,
 ) -> Runs:
   """Trains one arm per (hparams[i], seeds[i]) in one vmapped program."""
   spec = optimizers.OPTIMIZERS[name]
   make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, True)
+  if row_chunks is None:
+    devices = min(len(seeds), jax.device_count())
+    row_chunks = auto_row_chunks(data.x_train.shape[1], -(-len(seeds) // devices))
   run = make_run(name, make_tx, data, steps=steps, eval_every=eval_every,
                  row_chunks=row_chunks)
   hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
