@@ -253,7 +253,8 @@ def test_progress(capsys, monkeypatch):
   assert capsys.readouterr().err == ""  # progress=False is silent
   run_zoom(rounds=2, progress=True)
   assert "2/2" in capsys.readouterr().err  # tqdm
-  monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # tqdm not installed
+  for module in ("tqdm", "tqdm.auto"):  # tqdm not installed
+    monkeypatch.setitem(sys.modules, module, None)
   run_zoom(rounds=2, progress=True)
   out = capsys.readouterr().out
   assert "zoom: round 1/2, best learning rate" in out and "round 2/2" in out

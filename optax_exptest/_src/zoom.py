@@ -202,7 +202,13 @@ def _progress(progress: bool, total: int, initial: int):
   if not progress or jax.process_index() != 0:
     return None
   try:
-    from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+    # tqdm.auto picks a Jupyter widget, and warns when ipywidgets is missing;
+    # the text bar works everywhere.
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    if importlib.util.find_spec("ipywidgets") is not None:
+      from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+    else:
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   except ImportError:
     return _Printer(total)
   return tqdm(total=total, initial=initial, desc="zoom", unit="round")
