@@ -12,10 +12,11 @@ in a fixed-size window, and at the end of each window tests it:
 * tuning: is the loss still decreasing (one-sided t-test on the slope)? No:
   cut the rate by `beta`.
 
-The per-step path only pushes the loss into the window and scales the
-updates; everything else (fixing the first window, the mini-batch correction,
-the tests, merging the window's blocks) runs in one rare branch that stays a
-branch under `jax.vmap` (see `lazy_cond`).
+The per-step path only pushes the loss into the window, checks that the
+loss and the gradients are finite, and scales the updates; everything else
+(fixing the first window, the mini-batch correction, the tests, merging the
+window's blocks) runs in rare branches that update the state in place and
+stay branches under `jax.vmap` (see `lazy_cond.lazy_update`).
 """
 
 import enum
@@ -29,6 +30,7 @@ import optax
 from optax_exptest._src import loss_window
 from optax_exptest._src import stats
 from optax_exptest._src.lazy_cond import lazy_cond
+from optax_exptest._src.lazy_cond import lazy_update
 
 # Windows are counted in int32; this cap keeps `round(c_w * W)` representable.
 MAX_WINDOW = 2**30
@@ -120,13 +122,6 @@ class ExpTestState(NamedTuple):
   grad_sum: optax.Updates
   initial_params: optax.Params
   inner_state: optax.OptState
-
-
-class _Outcome(NamedTuple):
-  """What the rare branch tells the per-step path besides the new state."""
-
-  reset_params: jax.Array  # bool: emit theta0 - params as the update.
-  skip_update: jax.Array  # bool: emit a zero update.
 
 
 def window_size(initial_loss: jax.Array, learning_rate: jax.Array) -> jax.Array:
@@ -356,8 +351,21 @@ def exptest(
         window=loss_window.clear(state.window),
     )
 
-  def on_event(state, grad_sum, value, diverged, alpha, beta):
+  def diverged_at(state: ExpTestState, value: jax.Array, squares: jax.Array):
+    """A non-finite loss or update, or a loss above the divergence bound."""
+    diverged = ~(jnp.isfinite(value) & jnp.isfinite(squares))
+    if divergence_factor is not None:
+      # L0 is 0 until the first loss has been seen.
+      diverged |= (state.initial_loss > 0) & (
+          value > divergence_factor * state.initial_loss
+      )
+    return diverged
+
+  def on_event(state, grad_sum, value, squares, alpha, beta):
     """The rare branch: first loss, correction, test, merge, divergence."""
+    # Recomputed here rather than passed in: a flag read by both the
+    # predicate and the branch would cost the per-step path one more kernel.
+    diverged = diverged_at(state, value, squares)
     dtype = state.learning_rate.dtype
     first = state.step == 0
     l0 = jnp.where(first, jnp.where(jnp.isfinite(value), value, 0), state.initial_loss)
@@ -429,15 +437,7 @@ def exptest(
             resets, optax.safe_increment(state.num_resets), state.num_resets
         ),
     )
-    state = state._replace(next_event=_next_event(state))
-    outcome = _Outcome(reset_params=resets, skip_update=diverged & ~resets)
-    return state, outcome
-
-  def on_step(state, grad_sum, value, diverged, alpha, beta):
-    """The common branch: nothing to decide."""
-    del grad_sum, value, diverged, alpha, beta
-    outcome = _Outcome(jnp.asarray(False), jnp.asarray(False))
-    return state._replace(decision=jnp.zeros((), jnp.int32)), outcome
+    return state._replace(next_event=_next_event(state))
 
   def update_fn(
       updates: optax.Updates,
@@ -468,75 +468,81 @@ def exptest(
 
     # The loss and the gradients as received are what the paper measures.
     grad_sq = _sum_of_squares(grads, dtype)
-    finite = jnp.isfinite(value) & jnp.isfinite(grad_sq)
+    squares = grad_sq  # Non-finite iff some gradient or inner update is.
     inner_state = state.inner_state
     if inner is not None:
       updates, inner_state = inner.update(
           grads, inner_state, params, value=value, **extra_args
       )
-      finite &= jnp.isfinite(_sum_of_squares(updates, dtype))
+      squares += _sum_of_squares(updates, dtype)
 
     window = loss_window.push(state.window, value)
     count = window.count
     grad_sum, grad_norm_sum = state.grad_sum, state.grad_norm_sum
     if sgd_correction:
+      # Only the first W steps after a rate change measure the correction:
+      # the sums are updated in place then, and left alone otherwise.
       measuring = state.correcting & (count <= state.base_window)
-      restart = count == 1  # The first step after a rate change.
-      grad_sum = jax.tree.map(
-          lambda r, g: jnp.where(
-              measuring, jnp.where(restart, g, r + g).astype(r.dtype), r
-          ),
-          grad_sum, grads,
-      )
-      norm = jnp.sqrt(grad_sq)
-      grad_norm_sum = jnp.where(
-          measuring, jnp.where(restart, norm, grad_norm_sum + norm), grad_norm_sum
+
+      def accumulate(sums, grads, grad_sq, count):
+        grad_sum, grad_norm_sum = sums
+        restart = count == 1  # The first step after a rate change.
+        norm = jnp.sqrt(grad_sq)
+        return (
+            jax.tree.map(
+                lambda r, g: jnp.where(restart, g, r + g).astype(r.dtype),
+                grad_sum, grads,
+            ),
+            jnp.where(restart, norm, grad_norm_sum + norm),
+        )
+
+      grad_sum, grad_norm_sum = lazy_update(
+          measuring, accumulate, (grad_sum, grad_norm_sum),
+          grads, grad_sq, count, batched="select",
       )
 
-    diverged = ~finite
-    if divergence_factor is not None:
-      # L0 is 0 until the first loss has been seen.
-      diverged |= (state.initial_loss > 0) & (
-          value > divergence_factor * state.initial_loss
-      )
-    event = (count >= state.next_event) | diverged
-    # Only the scalars and the window go through the branch: the trees stay
-    # out of its outputs, so the per-step path copies none of them.
+    event = (count >= state.next_event) | diverged_at(state, value, squares)
+    # Only the scalars and the window go through the branch, in place.
     small = state._replace(
         window=window, grad_norm_sum=grad_norm_sum,
+        decision=jnp.zeros((), jnp.int32),
         grad_sum=(), initial_params=(), inner_state=(),
     )
-    small, outcome = lazy_cond(
-        event, on_event, on_step,
-        small, grad_sum, value, diverged,
+    small = lazy_update(
+        event, on_event, small,
+        grad_sum, value, squares,
         jnp.asarray(alpha, dtype), jnp.asarray(beta, dtype),
     )
+    # What the update must do follows from the decision.
+    diverged = small.decision == Decision.DIVERGED
+    reset_params = reset & (diverged | (small.decision == Decision.RESTART))
+    skip_update = diverged & ~reset_params
 
     lr = small.learning_rate
     if reset:
       updates = jax.tree.map(
           lambda u, p, p0: jnp.where(
-              outcome.reset_params,
+              reset_params,
               p0 - p,
-              jnp.where(outcome.skip_update, 0, -lr * u),
+              jnp.where(skip_update, 0, -lr * u),
           ).astype(u.dtype),
           updates, params, state.initial_params,
       )
     else:
       updates = jax.tree.map(
-          lambda u: jnp.where(outcome.skip_update, 0, -lr * u).astype(u.dtype),
+          lambda u: jnp.where(skip_update, 0, -lr * u).astype(u.dtype),
           updates,
       )
     if inner is not None:
       # A skipped step keeps the inner state it started from (non-finite
       # gradients must not linger in a momentum); a reset starts it afresh.
       inner_state = jax.tree.map(
-          lambda new, old: jnp.where(outcome.skip_update, old, new),
+          lambda new, old: jnp.where(skip_update, old, new),
           inner_state, state.inner_state,
       )
       if reset:
         inner_state = jax.tree.map(
-            lambda fresh, s: jnp.where(outcome.reset_params, fresh, s),
+            lambda fresh, s: jnp.where(reset_params, fresh, s),
             inner.init(state.initial_params), inner_state,
         )
     new_state = small._replace(
