@@ -5,6 +5,9 @@ the whole training loop in one `lax.scan`; the same loop with `optax.sgd`
 and with `exptest`, both at eta_max, timed alternately in one process:
 
 * single run: ExpTest / SGD step time (target <= 1.05);
+* for scale, `optax.apply_if_finite(optax.sgd)` / SGD: the cost of optax's
+  own guard against non-finite gradients, a check ExpTest also makes on every
+  step (design.md 3.5);
 * 8 arms (seeds) under `jax.vmap`: vmapped ExpTest / vmapped SGD (<= 1.10);
 * the state's bytes for windows of 1e2 to 1e6 steps (constant: the window
   is block-averaged into `capacity` slots).
@@ -53,6 +56,7 @@ def step_times(x, y, eta, steps, arms, repeats):
   optimizers = {
       "sgd": lambda: optax.sgd(eta),
       "exptest": lambda: optax_exptest.exptest(eta),
+      "sgd_if_finite": lambda: optax.apply_if_finite(optax.sgd(eta), 10**9),
   }
   key = jax.random.PRNGKey(0)
   keys = jax.random.split(key, arms)
@@ -61,13 +65,15 @@ def step_times(x, y, eta, steps, arms, repeats):
     run = make_run(make_tx, x, y, steps)
     single, batched = jax.jit(run), jax.jit(jax.vmap(run))
     fns[name] = lambda single=single: single(key)
-    fns[f"{name}_vmap{arms}"] = lambda batched=batched: batched(keys)
+    if name != "sgd_if_finite":
+      fns[f"{name}_vmap{arms}"] = lambda batched=batched: batched(keys)
   times = common.interleaved_timings(fns, repeats)
   per_step = {k: float(np.median(v)) / steps * 1e6 for k, v in times.items()}
   return dict(
       steps=steps, arms=arms, repeats=repeats,
       median_us_per_step=per_step,
       ratio_single=common.paired_ratio(times, "exptest", "sgd"),
+      ratio_if_finite=common.paired_ratio(times, "sgd_if_finite", "sgd"),
       ratio_vmap=common.paired_ratio(times, f"exptest_vmap{arms}", f"sgd_vmap{arms}"),
   )
 
@@ -111,7 +117,7 @@ def main(argv=None):
   x_train, y_train, _, _ = load_data(subset=6000 if args.quick else None)
   eta = optax_exptest.lr_upper_bound(x_train)
   x, y = jnp.asarray(x_train), jnp.asarray(y_train)
-  steps, repeats = (150, 2) if args.quick else (len(x_train) // BATCH, 9)
+  steps, repeats = (150, 2) if args.quick else (len(x_train) // BATCH, 21)
   arms = 2 if args.quick else args.arms
   timing = step_times(x, y, eta, steps, arms, repeats)
   memory = state_memory(init_linear(jax.random.PRNGKey(0)), 10**3 if args.quick else 10**6)
@@ -129,6 +135,8 @@ def main(argv=None):
           [
               ["single run", t["sgd"], t["exptest"],
                timing["ratio_single"]["median"], "<= 1.05"],
+              ["single run, for scale: `apply_if_finite(sgd)` in the ExpTest column",
+               t["sgd"], t["sgd_if_finite"], timing["ratio_if_finite"]["median"], ""],
               [f"vmap over {arms} seeds", t[f"sgd_vmap{arms}"],
                t[f"exptest_vmap{arms}"], timing["ratio_vmap"]["median"], "<= 1.10"],
           ],

@@ -348,6 +348,7 @@ def exptest(
         base_window=w,
         window_length=_test_length(w),
         correcting=jnp.asarray(sgd_correction),
+        grad_norm_sum=jnp.zeros_like(state.grad_norm_sum),
         window=loss_window.clear(state.window),
     )
 
@@ -439,6 +440,43 @@ def exptest(
     )
     return state._replace(next_event=_next_event(state))
 
+  def measuring(state: ExpTestState) -> jax.Array:
+    """Whether this step's gradient counts towards the correction c_w."""
+    return state.correcting & (state.window.count <= state.base_window)
+
+  def event(state: ExpTestState, value: jax.Array, squares: jax.Array):
+    """Whether `on_event` must run at this step."""
+    return (state.window.count >= state.next_event) | diverged_at(
+        state, value, squares
+    )
+
+  def measure_then_decide(carry, grads, grad_sq, value, squares, alpha, beta):
+    """The rare branch with the correction: accumulate, then `on_event`.
+
+    Under `jax.vmap` this runs for all arms whenever one measures (cheap and
+    elementwise), while `on_event` keeps running only for the arms that need
+    it, one at a time.
+    """
+    state, grad_sum = carry
+    now = measuring(state)
+    # A rate change zeroes S: the first step after it replaces the sums
+    # (while S is 0 the gradients so far were all 0, and so is R).
+    restart = state.grad_norm_sum == 0
+    grad_sum = jax.tree.map(
+        lambda r, g: jnp.where(
+            now, jnp.where(restart, g, r + g), r
+        ).astype(r.dtype),
+        grad_sum, grads,
+    )
+    state = state._replace(grad_norm_sum=jnp.where(
+        now, state.grad_norm_sum + jnp.sqrt(grad_sq), state.grad_norm_sum
+    ))
+    state = lazy_update(
+        event(state, value, squares), on_event, state,
+        grad_sum, value, squares, alpha, beta,
+    )
+    return state, grad_sum
+
   def update_fn(
       updates: optax.Updates,
       state: ExpTestState,
@@ -477,42 +515,29 @@ def exptest(
       squares += _sum_of_squares(updates, dtype)
 
     window = loss_window.push(state.window, value)
-    count = window.count
-    grad_sum, grad_norm_sum = state.grad_sum, state.grad_norm_sum
-    if sgd_correction:
-      # Only the first W steps after a rate change measure the correction:
-      # the sums are updated in place then, and left alone otherwise.
-      measuring = state.correcting & (count <= state.base_window)
-
-      def accumulate(sums, grads, grad_sq, count):
-        grad_sum, grad_norm_sum = sums
-        restart = count == 1  # The first step after a rate change.
-        norm = jnp.sqrt(grad_sq)
-        return (
-            jax.tree.map(
-                lambda r, g: jnp.where(restart, g, r + g).astype(r.dtype),
-                grad_sum, grads,
-            ),
-            jnp.where(restart, norm, grad_norm_sum + norm),
-        )
-
-      grad_sum, grad_norm_sum = lazy_update(
-          measuring, accumulate, (grad_sum, grad_norm_sum),
-          grads, grad_sq, count, batched="select",
-      )
-
-    event = (count >= state.next_event) | diverged_at(state, value, squares)
-    # Only the scalars and the window go through the branch, in place.
+    # Only the scalars and the window go through the rare branches, which
+    # update them in place; `decision` stays NONE unless a branch decides.
     small = state._replace(
-        window=window, grad_norm_sum=grad_norm_sum,
-        decision=jnp.zeros((), jnp.int32),
+        window=window, decision=jnp.zeros((), jnp.int32),
         grad_sum=(), initial_params=(), inner_state=(),
     )
-    small = lazy_update(
-        event, on_event, small,
-        grad_sum, value, squares,
-        jnp.asarray(alpha, dtype), jnp.asarray(beta, dtype),
-    )
+    alpha_, beta_ = jnp.asarray(alpha, dtype), jnp.asarray(beta, dtype)
+    grad_sum = state.grad_sum
+    if sgd_correction:
+      # One branch for both rare cases (measuring, event), so that a common
+      # step checks a single predicate.
+      small, grad_sum = lazy_update(
+          measuring(small) | event(small, value, squares),
+          measure_then_decide, (small, grad_sum),
+          grads, grad_sq, value, squares, alpha_, beta_,
+          batched="select",
+      )
+    else:
+      small = lazy_update(
+          event(small, value, squares), on_event, small,
+          grad_sum, value, squares, alpha_, beta_,
+      )
+
     # What the update must do follows from the decision.
     diverged = small.decision == Decision.DIVERGED
     reset_params = reset & (diverged | (small.decision == Decision.RESTART))
@@ -546,7 +571,7 @@ def exptest(
             inner.init(state.initial_params), inner_state,
         )
     new_state = small._replace(
-        step=optax.safe_increment(state.step),
+        step=optax.safe_increment(small.step),  # After the branch: no copy.
         grad_sum=grad_sum,
         initial_params=state.initial_params,
         inner_state=inner_state,
