@@ -174,6 +174,28 @@ def test_mini_batch_correction(gradients, expected):
     assert n == max(expected(base), 4)
 
 
+def test_correction_is_measured_afresh_after_a_cut():
+  """The gradients before a cut must not leak into the next c_w."""
+  rng = np.random.default_rng(1)
+  tx = optax_exptest.exptest(0.1, divergence_factor=None)
+  params = jnp.zeros(4)
+  state = tx.init(params)
+  step = jax.jit(lambda s, g: tx.update(g, s, params, value=1.0)[1])
+  for _ in range(500):  # Zig-zag gradients on a flat loss: c_w > 1, a cut.
+    state = step(state, jnp.asarray(1 + 3 * rng.normal(size=4), jnp.float32))
+    if int(state.num_cuts):
+      break
+  assert int(state.decision) == Decision.RESTART
+  window = max(int(state.base_window), 4)
+  # A straight path after the cut: c_w = 1, so the flat window is tested
+  # (and fails) after exactly `window` steps.
+  for steps in range(1, 500):
+    state = step(state, jnp.ones(4))
+    if int(state.num_cuts) == 2:
+      break
+  assert steps == window
+
+
 def test_converges_and_switches_to_tuning(x64):
   loss, params = _quadratic_problem()
   tx = optax_exptest.exptest(1.0, sgd_correction=False)
