@@ -115,3 +115,11 @@ def test_update_unbatched_runs_at_most_once():
 def test_update_rejects_an_unknown_batching_mode():
   with pytest.raises(ValueError, match="batched must be"):
     lazy_update(True, lambda c: c, 1, batched="loop")
+
+
+@pytest.mark.parametrize("batched", ["one_at_a_time", "select"])
+def test_update_with_a_shared_predicate_and_batched_operands(batched):
+  f = lambda x, y: lazy_update(x > 2, lambda c, k: c * 10 + k, x, y, batched=batched)
+  y = jnp.arange(4)
+  np.testing.assert_array_equal(jax.vmap(f, in_axes=(None, 0))(3, y), 30 + y)
+  np.testing.assert_array_equal(jax.vmap(f, in_axes=(None, 0))(1, y), np.ones(4))

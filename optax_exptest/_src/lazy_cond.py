@@ -161,7 +161,7 @@ def lazy_update(
   def update_batched(axis_size, in_batched, pred, carry, operands):
     pred_batched, carry_batched, operands_batched = in_batched
     carry = jax.tree.map(
-        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + x.shape),
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
         carry, carry_batched,
     )
     axes = jax.tree.map(lambda b: 0 if b else None, operands_batched)
