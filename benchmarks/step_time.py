@@ -115,11 +115,11 @@ def state_memory(params, longest):
     nbytes = lambda tree: sum(x.nbytes for x in jax.tree.leaves(tree))
     rows.append(dict(
         window=int(window_size(l0, eta)),
-        losses_in_window=int(state.window.count),
-        block_size=int(state.window.block_size),
+        losses_in_window=int(state.window.losses.count),
+        block_size=int(state.window.losses.block_size),
         state_bytes=nbytes(state),
         loss_window_bytes=nbytes(state.window),
-        parameter_copies_bytes=nbytes((state.initial_params, state.grad_sum)),
+        parameter_copies_bytes=nbytes((state.anchor_params, state.correction.displacement)),
     ))
   return rows
 

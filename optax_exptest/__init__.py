@@ -15,10 +15,10 @@ from optax_exptest import datasets
 from optax_exptest import stats
 from optax_exptest import zooming
 from optax_exptest._src.bound import lr_upper_bound
-from optax_exptest._src.exptest import Decision
+from optax_exptest._src.decision import Decision
 from optax_exptest._src.exptest import exptest
 from optax_exptest._src.exptest import ExpTestState
-from optax_exptest._src.exptest import Phase
+from optax_exptest._src.decision import Phase
 from optax_exptest._src.observe import exptest_summary
 from optax_exptest._src.observe import find_exptest_state
 from optax_exptest._src.rewards import accuracy_reward
