@@ -6,7 +6,7 @@ and with `exptest`, both at eta_max, timed alternately in one process:
 
 * single run: ExpTest / SGD step time (target <= 1.05);
 * for scale, two guards against non-finite gradients over SGD, the check
-  ExpTest makes on every step (design.md 3.5): the bare check (one sum of
+  ExpTest makes on every step (docs/design.md, 3.5): the bare check (one sum of
   squares over the gradient, then a select), and optax's own
   `optax.apply_if_finite(optax.sgd)`;
 * 8 arms (seeds) under `jax.vmap`: vmapped ExpTest / vmapped SGD (<= 1.10);

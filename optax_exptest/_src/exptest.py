@@ -320,6 +320,143 @@ def _apply_verdict(
   )
 
 
+class _Config(NamedTuple):
+  """The arguments of `exptest`, checked."""
+
+  learning_rate: jax.typing.ArrayLike
+  alpha: jax.typing.ArrayLike
+  beta: jax.typing.ArrayLike
+  divergence_factor: Optional[jax.typing.ArrayLike]
+  loss_floor: jax.typing.ArrayLike
+  inner: Optional[optax.GradientTransformationExtraArgs]
+  sgd_correction: bool
+  reset: bool
+  capacity: int
+
+  def hyperparameters(self, dtype: jnp.dtype) -> _Hyperparameters:
+    factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
+    return _Hyperparameters(*(
+        jnp.asarray(x, dtype)
+        for x in (self.alpha, self.beta, factor, self.loss_floor)
+    ))
+
+
+def _init(config: _Config, params: optax.Params) -> ExpTestState:
+  """`init`: the starting rate, an empty window, the anchor."""
+  dtype = _float_dtype(params)
+  zero = jnp.zeros((), jnp.int32)
+  if config.sgd_correction:
+    correction = correction_lib.init(params, dtype)
+  else:
+    correction = correction_lib.CorrectionState(jnp.zeros((), dtype), ())
+  return ExpTestState(
+      learning_rate=jnp.asarray(config.learning_rate, dtype),
+      phase=zero,
+      num_cuts=zero,
+      num_resets=zero,
+      p_value=jnp.ones((), dtype),
+      decision=zero,
+      step=zero,
+      window=window_lib.init(
+          config.capacity, dtype, measuring=config.sgd_correction
+      ),
+      correction=correction,
+      anchor_params=params,
+      inner_state=config.inner.init(params) if config.inner else optax.EmptyState(),
+  )
+
+
+def _rare_branches(
+    config: _Config,
+    controls: _Controls,
+    correction: correction_lib.CorrectionState,
+    grads: optax.Updates,
+    value: jax.Array,
+    flag: jax.Array,
+    hp: _Hyperparameters,
+) -> tuple[_Controls, correction_lib.CorrectionState]:
+  """Measures the correction and decides, each only when needed."""
+  options = dict(reset=config.reset, sgd_correction=config.sgd_correction)
+  # Decisions are piecewise constant: no derivative flows through them
+  # (and none needs to be transposed through the branches' while loops).
+  controls, correction, grads, value, flag, hp = jax.lax.stop_gradient(
+      (controls, correction, grads, value, flag, hp)
+  )
+  needs_decision = _needs_decision(controls, value, flag, hp)
+  if not config.sgd_correction:
+    controls = lazy_update(
+        needs_decision, functools.partial(_decide_step, **options),
+        controls, value, flag, hp,
+    )
+    return controls, correction
+  # One branch for both rare cases (measuring, deciding), so that a common
+  # step checks a single predicate.
+  return lazy_update(
+      controls.window.measuring | needs_decision,
+      functools.partial(_measure_then_decide, **options),
+      (controls, correction), grads, value, flag, hp,
+      batched="select",
+  )
+
+
+def _update(
+    config: _Config,
+    updates: optax.Updates,
+    state: ExpTestState,
+    params: Optional[optax.Params],
+    value: Optional[jax.typing.ArrayLike],
+    extra_args: dict[str, Any],
+) -> tuple[optax.Updates, ExpTestState]:
+  """`update`: record the loss, decide when needed, apply the verdict."""
+  _check_update_args(value, params)
+  dtype = state.learning_rate.dtype
+  value = jnp.asarray(value).astype(dtype)
+  grads, inner, inner_state = updates, config.inner, state.inner_state
+  if inner is not None:
+    updates, inner_state = inner.update(
+        grads, inner_state, params, value=value, **extra_args
+    )
+
+  # The per-step path: the finiteness check and the loss's push.
+  flag = _non_finite_flag(value, grads, updates if inner else ())
+  controls = _Controls(
+      learning_rate=state.learning_rate, phase=state.phase,
+      num_cuts=state.num_cuts, num_resets=state.num_resets,
+      p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
+      window=window_lib.record(state.window, value),
+  )
+  controls, correction = _rare_branches(
+      config, controls, state.correction, grads, value, flag,
+      config.hyperparameters(dtype),
+  )
+
+  # What the update does follows from the decision.
+  decision = controls.decision
+  restore = (decision == Decision.DIVERGED) | (
+      config.reset & (decision == Decision.RESTART)
+  )
+  anchor = state.anchor_params
+  updates = _apply_verdict(updates, params, anchor, controls.learning_rate, restore)
+  if inner is not None:
+    inner_state = jax.tree.map(
+        lambda fresh, s: jnp.where(restore, fresh, s),
+        inner.init(anchor), inner_state,
+    )
+  if not config.reset:
+    # The parameters whose loss just completed a window are good ones.
+    completed = (decision != Decision.NONE) & (decision != Decision.DIVERGED)
+    anchor = lazy_update(
+        completed, lambda a, p: p, anchor, params, batched="select"
+    )
+  return updates, ExpTestState(
+      step=optax.safe_increment(state.step),  # After the branch: no copy.
+      correction=correction,
+      anchor_params=anchor,
+      inner_state=inner_state,
+      **controls._asdict(),
+  )
+
+
 def exptest(
     learning_rate: jax.typing.ArrayLike,
     alpha: jax.typing.ArrayLike = 0.05,
@@ -450,28 +587,12 @@ def exptest(
   capacity = _static_capacity(capacity)
   if inner is not None:
     inner = optax.with_extra_args_support(inner)
-  options = dict(reset=reset, sgd_correction=sgd_correction)
-
-  def init_fn(params: optax.Params) -> ExpTestState:
-    dtype = _float_dtype(params)
-    zero = jnp.zeros((), jnp.int32)
-    if sgd_correction:
-      correction = correction_lib.init(params, dtype)
-    else:
-      correction = correction_lib.CorrectionState(jnp.zeros((), dtype), ())
-    return ExpTestState(
-        learning_rate=jnp.asarray(learning_rate, dtype),
-        phase=zero,
-        num_cuts=zero,
-        num_resets=zero,
-        p_value=jnp.ones((), dtype),
-        decision=zero,
-        step=zero,
-        window=window_lib.init(capacity, dtype, measuring=sgd_correction),
-        correction=correction,
-        anchor_params=params,
-        inner_state=inner.init(params) if inner else optax.EmptyState(),
-    )
+  config = _Config(
+      learning_rate=learning_rate, alpha=alpha, beta=beta,
+      divergence_factor=divergence_factor, loss_floor=loss_floor,
+      inner=inner, sgd_correction=sgd_correction, reset=reset,
+      capacity=capacity,
+  )
 
   def update_fn(
       updates: optax.Updates,
@@ -481,78 +602,8 @@ def exptest(
       value: Optional[jax.typing.ArrayLike] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, ExpTestState]:
-    _check_update_args(value, params)
-    dtype = state.learning_rate.dtype
-    value = jnp.asarray(value).astype(dtype)
-    grads = updates
-    inner_state = state.inner_state
-    if inner is not None:
-      updates, inner_state = inner.update(
-          grads, inner_state, params, value=value, **extra_args
-      )
-    hp = _Hyperparameters(
-        *(jnp.asarray(x, dtype) for x in (alpha, beta, (
-            jnp.inf if divergence_factor is None else divergence_factor
-        ), loss_floor))
-    )
+    return _update(config, updates, state, params, value, extra_args)
 
-    # The per-step path: the finiteness check and the loss's push.
-    flag = _non_finite_flag(value, grads, updates if inner else ())
-    controls = _Controls(
-        learning_rate=state.learning_rate, phase=state.phase,
-        num_cuts=state.num_cuts, num_resets=state.num_resets,
-        p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
-        window=window_lib.record(state.window, value),
-    )
-    # Decisions are piecewise constant: no derivative flows through them
-    # (and none needs to be transposed through the branches' while loops).
-    rare_args = jax.lax.stop_gradient((grads, value, flag, hp))
-    controls = jax.lax.stop_gradient(controls)
-    correction = state.correction
-    if sgd_correction:
-      # One branch for both rare cases (measuring, deciding), so that a
-      # common step checks a single predicate.
-      controls, correction = lazy_update(
-          controls.window.measuring
-          | _needs_decision(controls, *rare_args[1:]),
-          functools.partial(_measure_then_decide, **options),
-          jax.lax.stop_gradient((controls, correction)), *rare_args,
-          batched="select",
-      )
-    else:
-      controls = lazy_update(
-          _needs_decision(controls, *rare_args[1:]),
-          functools.partial(_decide_step, **options),
-          controls, *rare_args[1:],
-      )
-
-    # What the update does follows from the decision.
-    decision = controls.decision
-    restore = (decision == Decision.DIVERGED) | (
-        reset & (decision == Decision.RESTART)
-    )
-    updates = _apply_verdict(
-        updates, params, state.anchor_params, controls.learning_rate, restore
-    )
-    if inner is not None:
-      inner_state = jax.tree.map(
-          lambda fresh, s: jnp.where(restore, fresh, s),
-          inner.init(state.anchor_params), inner_state,
-      )
-    anchor = state.anchor_params
-    if not reset:
-      # The parameters whose loss just completed a window are good ones.
-      completed = (decision != Decision.NONE) & (decision != Decision.DIVERGED)
-      anchor = lazy_update(
-          completed, lambda a, p: p, anchor, params, batched="select"
-      )
-    new_state = ExpTestState(
-        step=optax.safe_increment(state.step),  # After the branch: no copy.
-        correction=correction,
-        anchor_params=anchor,
-        inner_state=inner_state,
-        **controls._asdict(),
-    )
-    return updates, new_state
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(
+      functools.partial(_init, config), update_fn
+  )
