@@ -75,10 +75,12 @@ def norm(tree: Any, dtype: jnp.dtype) -> jax.Array:
   if not jax.tree.leaves(tree):
     return jnp.zeros((), dtype)
   squares = _sum_of_squares(tree, dtype)
+  # The rare case is the true branch: under `vmap`, `lazy_cond` then runs
+  # the common one vmapped, with no loop over the arms.
   return lazy_cond(
-      jnp.isfinite(squares),
-      lambda s, _: jnp.sqrt(s),
+      jnp.isinf(squares),
       lambda _, t: _rescaled_norm(t, dtype),
+      lambda s, _: jnp.sqrt(s),
       squares, tree,
   )
 
