@@ -367,7 +367,7 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
 
 
 def _rare_branches(
-    config: _Config,
+    config: "_Static",
     controls: _Controls,
     correction: correction_lib.CorrectionState,
     grads: optax.Updates,
@@ -399,6 +399,14 @@ def _rare_branches(
   )
 
 
+class _Static(NamedTuple):
+  """The options that shape the compiled update (hashable: jit's static)."""
+
+  inner: Optional[optax.GradientTransformationExtraArgs]
+  sgd_correction: bool
+  reset: bool
+
+
 def _update(
     config: _Config,
     updates: optax.Updates,
@@ -407,18 +415,39 @@ def _update(
     value: Optional[jax.typing.ArrayLike],
     extra_args: dict[str, Any],
 ) -> tuple[optax.Updates, ExpTestState]:
-  """`update`: record the loss, decide when needed, apply the verdict."""
+  """`update`: the inner transformation, then `_record_decide_apply`."""
   _check_update_args(value, params)
   dtype = state.learning_rate.dtype
   value = jnp.asarray(value).astype(dtype)
-  grads, inner, inner_state = updates, config.inner, state.inner_state
-  if inner is not None:
-    updates, inner_state = inner.update(
+  grads, inner_state = updates, state.inner_state
+  if config.inner is not None:
+    updates, inner_state = config.inner.update(
         grads, inner_state, params, value=value, **extra_args
     )
+  static = _Static(config.inner, config.sgd_correction, config.reset)
+  return _record_decide_apply(
+      static, config.hyperparameters(dtype), grads, updates, inner_state,
+      state, params, value,
+  )
 
+
+# Jitted so that an eager `update` (a docstring, a notebook) compiles once:
+# the branches' while loops would otherwise compile on every call. Inside a
+# user's `jit` it is inlined.
+@functools.partial(jax.jit, static_argnums=0)
+def _record_decide_apply(
+    static: _Static,
+    hp: _Hyperparameters,
+    grads: optax.Updates,
+    updates: optax.Updates,
+    inner_state: optax.OptState,
+    state: ExpTestState,
+    params: optax.Params,
+    value: jax.Array,
+) -> tuple[optax.Updates, ExpTestState]:
+  """Records the loss, decides when needed, and applies the verdict."""
   # The per-step path: the finiteness check and the loss's push.
-  flag = _non_finite_flag(value, grads, updates if inner else ())
+  flag = _non_finite_flag(value, grads, updates if static.inner else ())
   controls = _Controls(
       learning_rate=state.learning_rate, phase=state.phase,
       num_cuts=state.num_cuts, num_resets=state.num_resets,
@@ -426,23 +455,22 @@ def _update(
       window=window_lib.record(state.window, value),
   )
   controls, correction = _rare_branches(
-      config, controls, state.correction, grads, value, flag,
-      config.hyperparameters(dtype),
+      static, controls, state.correction, grads, value, flag, hp
   )
 
   # What the update does follows from the decision.
   decision = controls.decision
   restore = (decision == Decision.DIVERGED) | (
-      config.reset & (decision == Decision.RESTART)
+      static.reset & (decision == Decision.RESTART)
   )
   anchor = state.anchor_params
   updates = _apply_verdict(updates, params, anchor, controls.learning_rate, restore)
-  if inner is not None:
+  if static.inner is not None:
     inner_state = jax.tree.map(
         lambda fresh, s: jnp.where(restore, fresh, s),
-        inner.init(anchor), inner_state,
+        static.inner.init(anchor), inner_state,
     )
-  if not config.reset:
+  if not static.reset:
     # The parameters whose loss just completed a window are good ones.
     completed = (decision != Decision.NONE) & (decision != Decision.DIVERGED)
     anchor = lazy_update(
