@@ -84,10 +84,10 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
     ax.set_ylabel(ylabel)
   handles, labels = [], []
   for ax in axes[: len(factors)]:
-    for h, l in zip(*ax.get_legend_handles_labels()):
-      if l not in labels:
+    for h, label in zip(*ax.get_legend_handles_labels()):
+      if label not in labels:
         handles.append(h)
-        labels.append(l)
+        labels.append(label)
   legend_ax = axes[len(factors)]
   legend_ax.axis("off")
   legend_ax.legend(handles, labels, loc="center", ncol=2, fontsize=8, frameon=False)

@@ -34,7 +34,7 @@ def _body(markdown: str) -> str:
   lines = markdown.strip().splitlines()
   if lines and lines[0].startswith("# "):
     lines = lines[1:]
-  return "\n".join("#" + l if l.startswith("## ") else l for l in lines).strip()
+  return "\n".join("#" + line if line.startswith("## ") else line for line in lines).strip()
 
 
 def build(results: pathlib.Path = common.RESULTS) -> str:
