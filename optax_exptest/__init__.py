@@ -9,9 +9,12 @@
 * `ZoomingSearch`, `zoom`: a Lipschitz-bandit (zooming) search over learning
   rates whose arms train many at a time with `jax.vmap`, sharded over devices
   (arXiv 2409.09783); `zooming` holds it and its reward helpers.
+* `datasets`: loaders of MNIST, California housing and TFDS datasets for the
+  examples and benchmarks, imported on first use (`optax_exptest.datasets`).
 """
 
-from optax_exptest import datasets
+import importlib
+
 from optax_exptest import stats
 from optax_exptest import zooming
 from optax_exptest._src.bound import lr_upper_bound
@@ -28,6 +31,21 @@ from optax_exptest._src.zoom import zoom
 from optax_exptest._src.zooming import ZoomingSearch
 
 __version__ = "0.1.0"
+
+# Submodules imported on first access: training code that never loads data
+# does not pay for the loaders (file and network I/O, TFDS glue).
+_LAZY_SUBMODULES = ("datasets",)
+
+
+def __getattr__(name: str):
+  if name in _LAZY_SUBMODULES:
+    return importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
 
 __all__ = [
     "Decision",
