@@ -37,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks report
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -4,7 +4,8 @@
   upper bound and tunes it on plateaus, by hypothesis tests on the loss
   (arXiv 2411.16975).
 * `lr_upper_bound`: the starting rate, from the inputs' correlation matrix.
-* `exptest_summary`: ExpTest's state as plain numbers, for loggers.
+* `exptest_summary`: ExpTest's state as plain numbers, for loggers;
+  `DECISION_COLORS`: one colour per decision, for plots.
 * `stats`: the exponential and plateau tests.
 * `ZoomingSearch`, `zoom`: a Lipschitz-bandit (zooming) search over learning
   rates whose arms train many at a time with `jax.vmap`, sharded over devices
@@ -22,6 +23,7 @@ from optax_exptest._src.exptest import Decision
 from optax_exptest._src.exptest import exptest
 from optax_exptest._src.exptest import ExpTestState
 from optax_exptest._src.exptest import Phase
+from optax_exptest._src.observe import DECISION_COLORS
 from optax_exptest._src.observe import exptest_summary
 from optax_exptest._src.observe import find_exptest_state
 from optax_exptest._src.rewards import accuracy_reward
@@ -48,6 +50,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DECISION_COLORS",
     "Decision",
     "ExpTestState",
     "Phase",

@@ -4,14 +4,18 @@ import pathlib
 
 import numpy as np
 
-from benchmarks import common, optimizers
-from optax_exptest import Decision
+from benchmarks.lib import common, optimizers
+from optax_exptest import DECISION_COLORS, Decision
 
+# The decisions marked on loss curves (not DECREASING: it ends every tuning
+# window), in the library's colours.
 DECISION_STYLE = {
-    Decision.EXPONENTIAL: ("C2", "ExpTest: exponential decay, tuning"),
-    Decision.RESTART: ("C3", "ExpTest: no decay, cut + reset"),
-    Decision.PLATEAU: ("C1", "ExpTest: plateau, cut"),
-    Decision.DIVERGED: ("k", "ExpTest: diverged, cut + reset"),
+    d: (DECISION_COLORS[d], label) for d, label in [
+        (Decision.EXPONENTIAL, "ExpTest: exponential decay, tuning"),
+        (Decision.RESTART, "ExpTest: no decay, cut + reset"),
+        (Decision.PLATEAU, "ExpTest: plateau, cut"),
+        (Decision.DIVERGED, "ExpTest: diverged, cut + reset"),
+    ]
 }
 
 
