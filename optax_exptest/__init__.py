@@ -14,8 +14,6 @@
   examples and benchmarks, imported on first use (`optax_exptest.datasets`).
 """
 
-import importlib
-
 from optax_exptest import stats
 from optax_exptest import zooming
 from optax_exptest._src.bound import lr_upper_bound
@@ -41,6 +39,7 @@ _LAZY_SUBMODULES = ("datasets",)
 
 def __getattr__(name: str):
   if name in _LAZY_SUBMODULES:
+    import importlib  # pylint: disable=g-import-not-at-top
     return importlib.import_module(f"{__name__}.{name}")
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -109,3 +109,13 @@ def test_report_assembles_the_committed_results(tmp_path):
   report.update_readme(common.RESULTS, readme)
   updated = readme.read_text()
   assert "| ExpTest | none |" in updated and updated.endswith("rest\n")
+
+
+def test_one_colour_per_decision():
+  import optax_exptest
+  from benchmarks.lib import plots
+  colors = optax_exptest.DECISION_COLORS
+  assert set(colors) == set(optax_exptest.Decision) - {optax_exptest.Decision.NONE}
+  assert len(set(colors.values())) == len(colors)
+  for decision, (color, _) in plots.DECISION_STYLE.items():
+    assert color == colors[decision]
