@@ -6,7 +6,7 @@ and with `exptest`, both at eta_max, timed alternately in one process:
 
 * single run: ExpTest / SGD step time (target <= 1.05);
 * for scale, two guards against non-finite gradients over SGD, the check
-  ExpTest makes on every step (design.md 3.5): the bare check (one sum of
+  ExpTest makes on every step (docs/design.md, 3.5): the bare check (one sum of
   squares over the gradient, then a select), and optax's own
   `optax.apply_if_finite(optax.sgd)`;
 * 8 arms (seeds) under `jax.vmap`: vmapped ExpTest / vmapped SGD (<= 1.10);
@@ -115,11 +115,11 @@ def state_memory(params, longest):
     nbytes = lambda tree: sum(x.nbytes for x in jax.tree.leaves(tree))
     rows.append(dict(
         window=int(window_size(l0, eta)),
-        losses_in_window=int(state.window.count),
-        block_size=int(state.window.block_size),
+        losses_in_window=int(state.window.losses.count),
+        block_size=int(state.window.losses.block_size),
         state_bytes=nbytes(state),
         loss_window_bytes=nbytes(state.window),
-        parameter_copies_bytes=nbytes((state.initial_params, state.grad_sum)),
+        parameter_copies_bytes=nbytes((state.anchor_params, state.correction.displacement)),
     ))
   return rows
 

@@ -3,7 +3,6 @@ import json
 import pathlib
 
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -14,13 +13,17 @@ from optax_exptest import Decision, Phase
 from optax_exptest._src.exptest import window_size
 
 from helpers import assert_trees_all_close, log_compilations
+from problems import (
+    jitted_step, least_squares_minimum, logistic_problem, quadratic_problem,
+    train,
+)
 
 TRACES = (
     pathlib.Path(__file__).resolve().parents[1]
     / "data" / "exptest_reference_traces" / "train_losses_cali_algo.txt"
 )
 
-# design.md section 5: decisions of the authors' California runs, as the index
+# docs/design.md (the replay fixture): decisions of the authors' California runs, as the index
 # of the loss that completed each window.
 REPLAY = {
     "0": ([5], [23], [95, 689, 6429]),
@@ -29,62 +32,6 @@ REPLAY = {
     "3": ([5], [22], [39, 351, 4276]),
     "4": ([5], [23], [41, 257, 4217]),
 }
-
-
-def _quadratic_problem(dim=6, seed=0):
-  """A full-batch least-squares problem: loss(params), initial params."""
-  rng = np.random.default_rng(seed)
-  a = jnp.asarray(rng.normal(size=(40, dim)))
-  b = jnp.asarray(rng.normal(size=(40,)))
-
-  def loss(params):
-    return 0.5 * jnp.mean((a @ params["w"] + params["b"] - b) ** 2)
-
-  params = {"w": jnp.zeros(dim), "b": jnp.zeros(())}
-  return loss, params
-
-
-def _least_squares_minimum(loss, params):
-  """The minimum of `_quadratic_problem`'s loss, by Newton's method (exact)."""
-  flat, unravel = jax.flatten_util.ravel_pytree(params)
-  f = lambda v: loss(unravel(v))
-  step = jnp.linalg.solve(jax.hessian(f)(flat), jax.grad(f)(flat))
-  return float(f(flat - step))
-
-
-def _jitted_step(tx, loss):
-  """One jitted training step: `step(params, state) -> (params, state)`."""
-
-  @jax.jit
-  def step(params, state):
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, state = tx.update(grads, state, params, value=value)
-    return optax.apply_updates(params, updates), state
-
-  return step
-
-
-def _train(tx, loss, params, steps):
-  """Trains in a lax.scan; returns final params, state and per-step records."""
-
-  def step(carry, _):
-    params, state = carry
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, state = tx.update(grads, state, params, value=value)
-    params = optax.apply_updates(params, updates)
-    # optax.tree.get finds the fields in a bare state and inside a chain.
-    record = (
-        value,
-        optax.tree.get(state, "decision"),
-        optax.tree.get(state, "learning_rate"),
-        params,
-    )
-    return (params, state), record
-
-  (params, state), records = jax.lax.scan(
-      step, (params, tx.init(params)), None, length=steps
-  )
-  return params, state, records
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +111,10 @@ def test_mini_batch_correction(gradients, expected):
         "noisy": np.ones(4) + 3 * rng.normal(size=4),
     }[gradients]
     state = step(state, jnp.asarray(g, jnp.float32))
-    base = int(state.base_window)
-    if not state.correcting:
+    base = int(state.window.base_length)
+    if not state.window.measuring:
       break
-  n = int(state.window_length)
+  n = int(state.window.length)
   if expected is None:
     assert n > 1.5 * base
   else:
@@ -186,7 +133,7 @@ def test_correction_is_measured_afresh_after_a_cut():
     if int(state.num_cuts):
       break
   assert int(state.decision) == Decision.RESTART
-  window = max(int(state.base_window), 4)
+  window = max(int(state.window.base_length), 4)
   # A straight path after the cut: c_w = 1, so the flat window is tested
   # (and fails) after exactly `window` steps.
   for steps in range(1, 500):
@@ -197,11 +144,11 @@ def test_correction_is_measured_afresh_after_a_cut():
 
 
 def test_converges_and_switches_to_tuning(x64):
-  loss, params = _quadratic_problem()
+  loss, params = quadratic_problem()
   tx = optax_exptest.exptest(1.0, sgd_correction=False)
-  final, state, (values, decisions, _, _) = _train(tx, loss, params, 400)
+  final, state, (values, decisions, _, _) = train(tx, loss, params, 400)
   assert int(state.phase) == Phase.TUNING
-  best = _least_squares_minimum(loss, params)
+  best = least_squares_minimum(loss, params)
   assert float(values[-1]) - best < 0.01 * (float(values[0]) - best)
   assert np.all(np.isfinite(np.asarray(values)))
   dtype = jnp.float64 if x64 else jnp.float32
@@ -211,10 +158,10 @@ def test_converges_and_switches_to_tuning(x64):
   )
 
 
-def test_no_recompilation_over_100_jitted_steps():
-  loss, params = _quadratic_problem()
+def test_no_recompilation_over_100jitted_steps():
+  loss, params = quadratic_problem()
   tx = optax_exptest.exptest(0.5, sgd_correction=True)
-  step = _jitted_step(tx, loss)
+  step = jitted_step(tx, loss)
   state = tx.init(params)
   params, state = step(params, state)  # compiles once
   with log_compilations() as compiled:
@@ -251,10 +198,10 @@ def test_vmap_over_arms_with_traced_rate_and_alpha(reference_traces):
 
 
 def test_vmapped_training_matches_single_runs_until_decisions_differ():
-  loss, params = _quadratic_problem()
+  loss, params = quadratic_problem()
 
   def run(lr):
-    return _train(optax_exptest.exptest(lr), loss, params, 100)[2]
+    return train(optax_exptest.exptest(lr), loss, params, 100)[2]
 
   lrs = jnp.array([3.0, 1.0, 0.3, 0.1])
   batched = jax.jit(jax.vmap(run))(lrs)
@@ -265,10 +212,10 @@ def test_vmapped_training_matches_single_runs_until_decisions_differ():
 
 
 def test_scan_equals_python_loop():
-  loss, params = _quadratic_problem()
+  loss, params = quadratic_problem()
   tx = optax_exptest.exptest(2.0, sgd_correction=True)
-  scanned, _, _ = jax.jit(lambda p: _train(tx, loss, p, 60))(params)
-  step = _jitted_step(tx, loss)
+  scanned, _, _ = jax.jit(lambda p: train(tx, loss, p, 60))(params)
+  step = jitted_step(tx, loss)
   state = tx.init(params)
   looped = params
   for _ in range(60):
@@ -277,9 +224,9 @@ def test_scan_equals_python_loop():
 
 
 def test_chained_after_momentum_and_learning_rate_lookup():
-  loss, params = _quadratic_problem()
+  loss, params = quadratic_problem()
   tx = optax.chain(optax.trace(decay=0.9), optax_exptest.exptest(0.3))
-  final, state, (values, _, _, _) = _train(tx, loss, params, 200)
+  final, state, (values, _, _, _) = train(tx, loss, params, 200)
   rate = optax.tree.get(state, "learning_rate")
   assert rate.shape == () and 0 < float(rate) <= 0.3
   assert float(loss(final)) < float(values[0])
@@ -296,7 +243,7 @@ def test_sharded_params_over_8_devices():
   b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
   loss = lambda w: 0.5 * jnp.mean((a @ w - b) ** 2)
   tx = optax_exptest.exptest(0.5)
-  step = _jitted_step(tx, loss)
+  step = jitted_step(tx, loss)
 
   def run(w):
     state = tx.init(w)
@@ -307,30 +254,17 @@ def test_sharded_params_over_8_devices():
   w_sharded, state_sharded = run(jax.device_put(jnp.zeros(32), sharding))
   w_plain, state_plain = run(jnp.zeros(32))
   assert w_sharded.sharding.is_equivalent_to(sharding, 1)
-  assert state_sharded.grad_sum.sharding.is_equivalent_to(sharding, 1)
+  assert state_sharded.correction.displacement.sharding.is_equivalent_to(sharding, 1)
   assert len(w_sharded.addressable_shards) == 8
   np.testing.assert_allclose(w_sharded, w_plain, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(state_sharded.num_cuts, state_plain.num_cuts)
 
 
-def _logistic_problem(seed=0, n=512, dim=20, classes=4):
-  rng = np.random.default_rng(seed)
-  x = jnp.asarray(rng.normal(size=(n, dim)), jnp.float32)
-  y = jnp.asarray(rng.integers(0, classes, size=n))
-
-  def loss(params):
-    logits = x @ params["w"] + params["b"]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-  params = {"w": jnp.zeros((dim, classes)), "b": jnp.zeros(classes)}
-  return loss, params, np.asarray(x)
-
-
 def test_start_far_above_the_bound_recovers_without_nan():
-  loss, params, x = _logistic_problem()
+  loss, params, x = logistic_problem()
   eta_max = optax_exptest.lr_upper_bound(x)
   tx = optax_exptest.exptest(100 * eta_max)
-  final, state, (values, decisions, rates, trajectory) = _train(
+  final, state, (values, decisions, rates, trajectory) = train(
       tx, loss, params, 2000
   )
   for leaf in jax.tree.leaves(trajectory):
@@ -341,7 +275,7 @@ def test_start_far_above_the_bound_recovers_without_nan():
 
 
 def test_non_finite_values_never_reach_the_parameters():
-  loss, params = _quadratic_problem()
+  loss, params = quadratic_problem()
   tx = optax_exptest.exptest(0.5)
   state = tx.init(params)
   grads = jax.tree.map(lambda p: jnp.full_like(p, jnp.nan), params)
@@ -376,9 +310,9 @@ def test_skipped_step_keeps_a_finite_inner_state():
 
 
 def test_divergence_factor_cuts_before_the_window_ends():
-  loss, params = _quadratic_problem()
+  loss, params = quadratic_problem()
   tx = optax_exptest.exptest(1e3, sgd_correction=False, divergence_factor=10.0)
-  _, state, (values, decisions, _, _) = _train(tx, loss, params, 20)
+  _, state, (values, decisions, _, _) = train(tx, loss, params, 20)
   first = int(np.argmax(np.asarray(decisions) == Decision.DIVERGED))
   assert 0 < first < 5
   assert float(values[first]) > 10 * float(values[0])
@@ -386,8 +320,8 @@ def test_divergence_factor_cuts_before_the_window_ends():
 
 @pytest.mark.parametrize("inner", [None, "trace", "adam"])
 def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
-  """After a reset the run is a fresh run at the new rate (design.md 3.4)."""
-  loss, params = _quadratic_problem(seed=1)
+  """After a reset the run is a fresh run at the new rate (docs/design.md, resets)."""
+  loss, params = quadratic_problem(seed=1)
   make_inner = {
       None: lambda: None,
       "trace": lambda: optax.trace(decay=0.9),
@@ -395,7 +329,7 @@ def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
   }[inner]
   lr0 = 30.0 if inner != "adam" else 3.0
   tx = optax_exptest.exptest(lr0, inner=make_inner(), sgd_correction=False)
-  _, _, (_, decisions, rates, trajectory) = _train(tx, loss, params, 300)
+  _, _, (_, decisions, rates, trajectory) = train(tx, loss, params, 300)
   decisions = np.asarray(decisions)
   restarts = np.nonzero(
       (decisions == Decision.RESTART) | (decisions == Decision.DIVERGED)
@@ -409,7 +343,7 @@ def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
   new_rate = float(rates[last])
   fresh = optax_exptest.exptest(new_rate, inner=make_inner(), sgd_correction=False)
   horizon = 40
-  _, _, (_, fresh_decisions, _, fresh_traj) = _train(fresh, loss, after, horizon)
+  _, _, (_, fresh_decisions, _, fresh_traj) = train(fresh, loss, after, horizon)
   resumed = jax.tree.map(lambda x: x[last + 1: last + 1 + horizon], trajectory)
   assert_trees_all_close(resumed, fresh_traj, rtol=1e-4, atol=1e-5)
   np.testing.assert_array_equal(
@@ -418,11 +352,11 @@ def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
 
 
 def test_memory_does_not_grow_with_the_window():
-  loss, params = _quadratic_problem()
+  loss, params = quadratic_problem()
   sizes = set()
   for lr in [1.0, 1e-4]:  # windows of a few steps and of ~10^4 steps
     tx = optax_exptest.exptest(lr, capacity=64)
-    _, state, _ = _train(tx, loss, params, 300)
+    _, state, _ = train(tx, loss, params, 300)
     sizes.add(sum(x.nbytes for x in jax.tree.leaves(state)))
   assert len(sizes) == 1
 

@@ -608,8 +608,8 @@ def test_vmapped_equals_looped_under_jit_and_cond(x64):
 
 # ------------------------------------------- the authors' stored runs ---
 
-# Decisions of ExpTest on the authors' California traces (design.md, section
-# 5): the 0-based index of the loss that completed each deciding window.
+# Decisions of ExpTest on the authors' California traces (docs/design.md, section
+# 8): the 0-based index of the loss that completed each deciding window.
 _REFERENCE_DECISIONS = {
     "0": {"reset": [5], "pass": [23], "cut": [95, 689, 6429]},
     "1": {"reset": [4], "pass": [19], "cut": [34, 304, 6058]},
@@ -620,7 +620,7 @@ _REFERENCE_DECISIONS = {
 
 
 def test_tests_reproduce_reference_decisions(x64):
-  """The decision rule of design.md section 3, on full-batch windows."""
+  """The decision rule of docs/design.md section 3, on full-batch windows."""
   capacity = 2048  # Every window of these runs fits; one compilation.
   tests = jax.jit(
       lambda t, y, w: (

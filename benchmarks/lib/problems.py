@@ -93,8 +93,8 @@ def accuracy(params, x, y):
 # California housing: an 8-32-32-1 MLP.
 
 CALIFORNIA_LAYERS = (8, 32, 32, 1)
-# Rows x arms of one slice per device that keep its activations in cache:
-# measured best at 3 arms x 774 rows and 13 arms x 172 rows (2 cores here).
+# Rows x arms of one slice per device that keep its activations in cache
+# (measured: docs/design.md, "Measurement notes").
 _ROWS_TIMES_ARMS = 2400
 
 

@@ -3,23 +3,19 @@
 Chaudhry & Mizuno, "ExpTest: Automating Learning Rate Searching and
 Tuning with Insights from Linearized Neural Networks", arXiv 2411.16975.
 
-The transformation starts at an upper-bound rate, records the training loss
-in a fixed-size window, and at the end of each window tests it:
+One loss travels one way (`docs/design.md`): `update(value=loss)` records it
+in the window (`window.py`); while the mini-batch correction is measured the
+gradient goes into its sums (`correction.py`); when the window is complete
+(or the step diverged) the test's p-value goes into the decision step
+(`decision.py`), whose verdict sets the rate, the phase and the window; the
+update then applies the verdict: `-eta * u`, or a return to the anchor.
 
-* searching: is the loss decaying exponentially (F-test, exponential against
-  linear fit)? Yes: switch to tuning for good. No: cut the rate by `beta` and
-  restart from the initial parameters.
-* tuning: is the loss still decreasing (one-sided t-test on the slope)? No:
-  cut the rate by `beta`.
-
-The per-step path only pushes the loss into the window, checks that the
-loss and the gradients are finite, and scales the updates; everything else
-(fixing the first window, the mini-batch correction, the tests, merging the
-window's blocks) runs in rare branches that update the state in place and
-stay branches under `jax.vmap` (see `lazy_cond.lazy_update`).
+Only the loss's push into the window, the finiteness check and the scaling of
+the updates run on every step. The rest runs in rare branches that update the
+state in place and stay branches under `jax.vmap` (`lazy_cond.lazy_update`).
 """
 
-import enum
+import functools
 import math
 from typing import Any, NamedTuple, Optional
 
@@ -27,75 +23,43 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_exptest._src import loss_window
-from optax_exptest._src import stats
+from optax_exptest._src import correction as correction_lib
+from optax_exptest._src import window as window_lib
+from optax_exptest._src.decision import Decision
+from optax_exptest._src.decision import decide
+from optax_exptest._src.decision import Phase
 from optax_exptest._src.lazy_cond import lazy_cond
 from optax_exptest._src.lazy_cond import lazy_update
+from optax_exptest._src.window import MAX_WINDOW  # noqa: F401 (re-exported)
+from optax_exptest._src.window import window_size  # noqa: F401 (re-exported)
 
-# Windows are counted in int32; this cap keeps `round(c_w * W)` representable.
-MAX_WINDOW = 2**30
+DEFAULT_CAPACITY = 1024
 
-
-class Phase(enum.IntEnum):
-  """The values of `ExpTestState.phase`.
-
-  Examples:
-    >>> import jax.numpy as jnp, optax_exptest
-    >>> state = optax_exptest.exptest(0.1).init(jnp.zeros(3))
-    >>> optax_exptest.Phase(int(state.phase)).name
-    'SEARCHING'
-  """
-
-  SEARCHING = 0
-  TUNING = 1
-
-
-class Decision(enum.IntEnum):
-  """What an update decided, the values of `ExpTestState.decision`.
-
-  Examples:
-    >>> import jax.numpy as jnp, optax_exptest
-    >>> tx = optax_exptest.exptest(0.1)
-    >>> params = jnp.zeros(3)
-    >>> _, state = tx.update(jnp.ones(3), tx.init(params), params,
-    ...                      value=jnp.nan)
-    >>> optax_exptest.Decision(int(state.decision)).name
-    'DIVERGED'
-  """
-
-  NONE = 0  # No test ended at this step.
-  EXPONENTIAL = 1  # Searching: exponential decay detected; now tuning.
-  RESTART = 2  # Searching: no exponential decay; rate cut, parameters reset.
-  DECREASING = 3  # Tuning: the loss still decreases; rate kept.
-  PLATEAU = 4  # Tuning: plateau; rate cut.
-  DIVERGED = 5  # Non-finite values or a loss above divergence_factor * L0.
+__all__ = ["Decision", "ExpTestState", "Phase", "exptest"]
 
 
 class ExpTestState(NamedTuple):
   """State of `exptest`: arrays only, so it jits, vmaps and checkpoints.
 
+  The first seven fields are what a user logs (`exptest_summary` gives them
+  as plain numbers); the rest is ExpTest's memory.
+
   Attributes:
     learning_rate: the current rate (float scalar).
     phase: `Phase` (int32): 0 searching, 1 tuning.
     num_cuts: number of rate cuts so far (int32).
-    num_resets: number of resets to the initial parameters (int32).
+    num_resets: number of returns of the parameters to the anchor (int32).
     p_value: p-value of the last test (1.0 before the first).
     decision: `Decision` taken by the last update (int32).
     step: number of updates so far (int32).
-    initial_loss: L0, the first loss seen.
-    base_window: W, the window of the current rate before the mini-batch
-      correction (int32).
-    window_length: N, the number of losses the current window is tested at
-      (int32); equals W until the correction has been measured.
-    correcting: whether the mini-batch correction is still being measured.
-    next_event: the window count at which the rare branch runs next (the
-      first loss, the end of the correction, the end of the window, or a
-      full loss buffer), so that the per-step path compares one integer.
-    grad_norm_sum: S, the sum of gradient norms over the correction steps.
-    window: the block-averaged losses of the current window.
-    grad_sum: R, the sum of gradients over the correction steps (a tree like
-      the gradients; `()` with `sgd_correction=False`).
-    initial_params: the parameters given to `init` (`()` with `reset=False`).
+    window: the window under test (`window.WindowState`: the losses, the
+      loss scale `L0`, `W`, `N`, whether `c_w` is being measured).
+    correction: the sums behind the mini-batch correction `c_w`
+      (`correction.CorrectionState`; its `displacement` is `()` with
+      `sgd_correction=False`).
+    anchor_params: where the parameters return on a reset or a divergence:
+      the parameters given to `init` with `reset=True`; with `reset=False`,
+      the parameters at the end of the last completed window.
     inner_state: the state of the `inner` transformation.
 
   Examples:
@@ -112,51 +76,99 @@ class ExpTestState(NamedTuple):
   p_value: jax.Array
   decision: jax.Array
   step: jax.Array
-  initial_loss: jax.Array
-  base_window: jax.Array
-  window_length: jax.Array
-  correcting: jax.Array
-  next_event: jax.Array
-  grad_norm_sum: jax.Array
-  window: loss_window.LossWindow
-  grad_sum: optax.Updates
-  initial_params: optax.Params
+  window: window_lib.WindowState
+  correction: correction_lib.CorrectionState
+  anchor_params: optax.Params
   inner_state: optax.OptState
 
 
-def window_size(initial_loss: jax.Array, learning_rate: jax.Array) -> jax.Array:
-  """The paper's base window `W = round(2 sqrt(2) L0 / (e eta))`.
+class _Controls(NamedTuple):
+  """What the decision branch reads and writes: scalars and the window."""
 
-  Rounds half to even, clips to `[1, MAX_WINDOW]`; a non-finite ratio (a zero
-  rate) gives `MAX_WINDOW`.
-
-  Args:
-    initial_loss: L0, the first loss of training.
-    learning_rate: the current rate eta.
-
-  Returns:
-    An int32 scalar.
-  """
-  w = 2.0 * math.sqrt(2.0) * initial_loss / (math.e * learning_rate)
-  w = jnp.where(jnp.isfinite(w), w, MAX_WINDOW)
-  return jnp.clip(jnp.round(w), 1, MAX_WINDOW).astype(jnp.int32)
+  learning_rate: jax.Array
+  phase: jax.Array
+  num_cuts: jax.Array
+  num_resets: jax.Array
+  p_value: jax.Array
+  decision: jax.Array
+  window: window_lib.WindowState
 
 
-def _test_length(n: jax.Array) -> jax.Array:
-  """A window needs at least 4 losses for both fits to leave a residual."""
-  return jnp.clip(n, 4, MAX_WINDOW).astype(jnp.int32)
+class _Hyperparameters(NamedTuple):
+  """The numeric hyperparameters as arrays of the state's dtype."""
+
+  alpha: jax.Array
+  beta: jax.Array
+  divergence_factor: jax.Array
+  loss_floor: jax.Array
 
 
-def _next_event(state: ExpTestState) -> jax.Array:
-  """The window count at which the rare branch must run next."""
-  capacity = state.window.sums.shape[0]
-  return jnp.minimum(
-      jnp.minimum(
-          state.window_length,
-          jnp.where(state.correcting, state.base_window, MAX_WINDOW),
-      ),
-      jnp.minimum(capacity * state.window.block_size, MAX_WINDOW),
-  ).astype(jnp.int32)
+# ----------------------------------------------------------------------------
+# Checks of the factory's and update's arguments.
+
+
+def _concrete_float(name: str, value: Any) -> Optional[float]:
+  """`float(value)` for a concrete scalar, None when traced."""
+  if callable(value):
+    raise ValueError(
+        f"exptest: {name} must be a number, got the callable {value!r}:"
+        " ExpTest sets the rate itself; pass the rate it starts from."
+    )
+  if jnp.ndim(value) != 0:
+    raise ValueError(
+        f"exptest: {name} must be a scalar, got shape {jnp.shape(value)}; to"
+        " run several values at once, jax.vmap over a function that builds"
+        " exptest from one value."
+    )
+  try:
+    return float(value)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return None  # Traced (one value per vmapped arm): not checkable here.
+
+
+def _check_range(name: str, value: Any, low: float, high: float) -> None:
+  v = _concrete_float(name, value)
+  if v is not None and not low < v < high:
+    raise ValueError(
+        f"exptest: {name} must lie in ({low}, {high}), got {name}={value!r}."
+    )
+
+
+def _static_capacity(capacity: Any) -> int:
+  if capacity is None:
+    return DEFAULT_CAPACITY
+  try:
+    c = int(capacity)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    raise ValueError(
+        "exptest: capacity sets the shape of the state and must be a Python"
+        f" int, got {capacity!r}; under optax.inject_hyperparams pass"
+        " static_args=('capacity',)."
+    ) from None
+  if c != capacity or c < window_lib.MIN_WINDOW:
+    raise ValueError(
+        "exptest: capacity must be an int of at least 4 (the fits need 4"
+        f" points), got capacity={capacity!r}."
+    )
+  return c
+
+
+def _check_update_args(value: Any, params: Any) -> None:
+  if value is None:
+    raise TypeError(
+        "exptest's update needs the training loss at `params`: call"
+        " tx.update(grads, state, params, value=loss)."
+    )
+  if jnp.ndim(value) != 0:
+    raise ValueError(
+        "exptest: value must be the scalar loss at `params`, got shape"
+        f" {jnp.shape(value)}."
+    )
+  if params is None:
+    raise ValueError(
+        "exptest needs the parameters (to return them to the anchor on a reset"
+        " or a divergence): call tx.update(grads, state, params, value=loss)."
+    )
 
 
 def _float_dtype(params: Any) -> jnp.dtype:
@@ -168,36 +180,281 @@ def _float_dtype(params: Any) -> jnp.dtype:
   return jnp.result_type(jnp.float32, *dtypes)
 
 
-def _sum_of_squares(tree: Any, dtype: jnp.dtype) -> jax.Array:
-  leaves = jax.tree.leaves(tree)
-  return sum(
-      (jnp.sum(jnp.square(x.astype(dtype))) for x in leaves),
-      start=jnp.zeros((), dtype),
+# ----------------------------------------------------------------------------
+# The steps of one update.
+
+
+def _non_finite_flag(value: jax.Array, *trees: Any) -> jax.Array:
+  """0 when `value` and every entry of `trees` are finite, NaN otherwise.
+
+  `x * 0` is 0 for a finite `x` and NaN for inf or NaN, and a sum of zeros
+  cannot overflow: a sum of squares would (float32 gradients of 2e19 are
+  finite, their squares are not).
+  """
+  flag = value * 0
+  for x in jax.tree.leaves(trees):
+    flag += jnp.sum(x * jnp.zeros((), x.dtype)).astype(flag.dtype)
+  return flag
+
+
+def _diverged(
+    window: window_lib.WindowState,
+    value: jax.Array,
+    flag: jax.Array,
+    hp: _Hyperparameters,
+) -> jax.Array:
+  """A non-finite loss, gradient or inner update, or a loss far above L0."""
+  return (flag != 0) | window_lib.exceeds(
+      window, value, hp.divergence_factor, hp.loss_floor
   )
 
 
-def _test_window(window: loss_window.LossWindow, phase: jax.Array) -> jax.Array:
-  """The p-value of the test the phase calls for."""
-  t, y, w = loss_window.points(window)
+def _needs_decision(controls: _Controls, value, flag, hp) -> jax.Array:
+  window = controls.window
+  return (window.losses.count >= window.next_event) | _diverged(
+      window, value, flag, hp
+  )
+
+
+def _decide_step(
+    controls: _Controls,
+    value: jax.Array,
+    flag: jax.Array,
+    hp: _Hyperparameters,
+    *,
+    reset: bool,
+    sgd_correction: bool,
+) -> _Controls:
+  """The rare branch: fix L0, test a complete window, apply the verdict."""
+  window = window_lib.fix_scale(
+      controls.window, value, hp.loss_floor, controls.learning_rate
+  )
+  diverged = _diverged(window, value, flag, hp)
+  complete = window_lib.is_complete(window) & ~diverged
   p = lazy_cond(
-      phase == Phase.SEARCHING,
-      stats.weighted_exponential_test,
-      stats.weighted_plateau_test,
-      t, y, w,
+      complete,
+      lambda w, phase, last: window_lib.p_value(w, phase),
+      lambda w, phase, last: last,
+      window, controls.phase, controls.p_value,
   )
-  return p.astype(window.sums.dtype)
+  verdict = decide(controls.phase, complete, p, hp.alpha, diverged, reset)
+  lr = jnp.where(
+      verdict.cut, controls.learning_rate * hp.beta, controls.learning_rate
+  )
+  next_windows = (
+      window_lib.restart(window, lr, sgd_correction),
+      window_lib.after_test(window),
+      window_lib.make_room(window),
+  )
+  window = jax.tree.map(
+      lambda cut, passed, going_on: jnp.where(
+          verdict.cut, cut, jnp.where(complete, passed, going_on)
+      ),
+      *next_windows,
+  )
+  return _Controls(
+      learning_rate=lr,
+      phase=verdict.phase,
+      num_cuts=jnp.where(
+          verdict.cut, optax.safe_increment(controls.num_cuts), controls.num_cuts
+      ),
+      num_resets=jnp.where(
+          verdict.restore,
+          optax.safe_increment(controls.num_resets),
+          controls.num_resets,
+      ),
+      p_value=p.astype(controls.p_value.dtype),
+      decision=verdict.decision,
+      window=window,
+  )
 
 
-def _check_hyperparameter(name: str, value: Any, low: float, high: float):
-  """Checks `low < value < high` when `value` is concrete (not traced)."""
-  try:
-    v = float(value)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return  # Traced (e.g. one value per vmapped arm): checked by the user.
-  if not low < v < high:
-    raise ValueError(
-        f"exptest: {name} must lie in ({low}, {high}), got {name}={value!r}."
+def _measure(
+    window: window_lib.WindowState,
+    correction: correction_lib.CorrectionState,
+    grads: optax.Updates,
+) -> tuple[window_lib.WindowState, correction_lib.CorrectionState]:
+  """Adds a gradient to the correction's sums; sets `N` after `W` of them."""
+  measuring = window.measuring
+  # The window restarts with every rate change: its first loss starts the sums.
+  first = window.losses.count == 1
+  added = correction_lib.accumulate(correction, grads, first)
+  correction = jax.tree.map(
+      lambda new, old: jnp.where(measuring, new, old), added, correction
+  )
+  window = lazy_update(
+      measuring & window_lib.is_measured(window),
+      lambda w, c: window_lib.end_measurement(w, correction_lib.factor(c)),
+      window, correction,
+      batched="select",
+  )
+  return window, correction
+
+
+def _measure_then_decide(carry, grads, value, flag, hp, **options):
+  """The rare branch with the correction: `_measure`, then `_decide_step`."""
+  controls, correction = carry
+  window, correction = _measure(controls.window, correction, grads)
+  controls = controls._replace(window=window)
+  controls = lazy_update(
+      _needs_decision(controls, value, flag, hp),
+      functools.partial(_decide_step, **options),
+      controls, value, flag, hp,
+  )
+  return controls, correction
+
+
+def _apply_verdict(
+    updates: optax.Updates,
+    params: optax.Params,
+    anchor: optax.Params,
+    learning_rate: jax.Array,
+    restore: jax.Array,
+) -> optax.Updates:
+  """`-eta * u`, or the step back to the anchor (`anchor - params`)."""
+  return jax.tree.map(
+      lambda u, p, a: jnp.where(restore, a - p, -learning_rate * u).astype(
+          u.dtype
+      ),
+      updates, params, anchor,
+  )
+
+
+class _Config(NamedTuple):
+  """The arguments of `exptest`, checked."""
+
+  learning_rate: jax.typing.ArrayLike
+  alpha: jax.typing.ArrayLike
+  beta: jax.typing.ArrayLike
+  divergence_factor: Optional[jax.typing.ArrayLike]
+  loss_floor: jax.typing.ArrayLike
+  inner: Optional[optax.GradientTransformationExtraArgs]
+  sgd_correction: bool
+  reset: bool
+  capacity: int
+
+  def hyperparameters(self, dtype: jnp.dtype) -> _Hyperparameters:
+    factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
+    return _Hyperparameters(*(
+        jnp.asarray(x, dtype)
+        for x in (self.alpha, self.beta, factor, self.loss_floor)
+    ))
+
+
+def _init(config: _Config, params: optax.Params) -> ExpTestState:
+  """`init`: the starting rate, an empty window, the anchor."""
+  dtype = _float_dtype(params)
+  zero = jnp.zeros((), jnp.int32)
+  if config.sgd_correction:
+    correction = correction_lib.init(params, dtype)
+  else:
+    correction = correction_lib.CorrectionState(jnp.zeros((), dtype), ())
+  return ExpTestState(
+      learning_rate=jnp.asarray(config.learning_rate, dtype),
+      phase=zero,
+      num_cuts=zero,
+      num_resets=zero,
+      p_value=jnp.ones((), dtype),
+      decision=zero,
+      step=zero,
+      window=window_lib.init(
+          config.capacity, dtype, measuring=config.sgd_correction
+      ),
+      correction=correction,
+      anchor_params=params,
+      inner_state=config.inner.init(params) if config.inner else optax.EmptyState(),
+  )
+
+
+def _rare_branches(
+    config: _Config,
+    controls: _Controls,
+    correction: correction_lib.CorrectionState,
+    grads: optax.Updates,
+    value: jax.Array,
+    flag: jax.Array,
+    hp: _Hyperparameters,
+) -> tuple[_Controls, correction_lib.CorrectionState]:
+  """Measures the correction and decides, each only when needed."""
+  options = dict(reset=config.reset, sgd_correction=config.sgd_correction)
+  # Decisions are piecewise constant: no derivative flows through them
+  # (and none needs to be transposed through the branches' while loops).
+  controls, correction, grads, value, flag, hp = jax.lax.stop_gradient(
+      (controls, correction, grads, value, flag, hp)
+  )
+  needs_decision = _needs_decision(controls, value, flag, hp)
+  if not config.sgd_correction:
+    controls = lazy_update(
+        needs_decision, functools.partial(_decide_step, **options),
+        controls, value, flag, hp,
     )
+    return controls, correction
+  # One branch for both rare cases (measuring, deciding), so that a common
+  # step checks a single predicate.
+  return lazy_update(
+      controls.window.measuring | needs_decision,
+      functools.partial(_measure_then_decide, **options),
+      (controls, correction), grads, value, flag, hp,
+      batched="select",
+  )
+
+
+def _update(
+    config: _Config,
+    updates: optax.Updates,
+    state: ExpTestState,
+    params: Optional[optax.Params],
+    value: Optional[jax.typing.ArrayLike],
+    extra_args: dict[str, Any],
+) -> tuple[optax.Updates, ExpTestState]:
+  """`update`: record the loss, decide when needed, apply the verdict."""
+  _check_update_args(value, params)
+  dtype = state.learning_rate.dtype
+  value = jnp.asarray(value).astype(dtype)
+  grads, inner, inner_state = updates, config.inner, state.inner_state
+  if inner is not None:
+    updates, inner_state = inner.update(
+        grads, inner_state, params, value=value, **extra_args
+    )
+
+  # The per-step path: the finiteness check and the loss's push.
+  flag = _non_finite_flag(value, grads, updates if inner else ())
+  controls = _Controls(
+      learning_rate=state.learning_rate, phase=state.phase,
+      num_cuts=state.num_cuts, num_resets=state.num_resets,
+      p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
+      window=window_lib.record(state.window, value),
+  )
+  controls, correction = _rare_branches(
+      config, controls, state.correction, grads, value, flag,
+      config.hyperparameters(dtype),
+  )
+
+  # What the update does follows from the decision.
+  decision = controls.decision
+  restore = (decision == Decision.DIVERGED) | (
+      config.reset & (decision == Decision.RESTART)
+  )
+  anchor = state.anchor_params
+  updates = _apply_verdict(updates, params, anchor, controls.learning_rate, restore)
+  if inner is not None:
+    inner_state = jax.tree.map(
+        lambda fresh, s: jnp.where(restore, fresh, s),
+        inner.init(anchor), inner_state,
+    )
+  if not config.reset:
+    # The parameters whose loss just completed a window are good ones.
+    completed = (decision != Decision.NONE) & (decision != Decision.DIVERGED)
+    anchor = lazy_update(
+        completed, lambda a, p: p, anchor, params, batched="select"
+    )
+  return updates, ExpTestState(
+      step=optax.safe_increment(state.step),  # After the branch: no copy.
+      correction=correction,
+      anchor_params=anchor,
+      inner_state=inner_state,
+      **controls._asdict(),
+  )
 
 
 def exptest(
@@ -208,19 +465,21 @@ def exptest(
     inner: Optional[optax.GradientTransformation] = None,
     sgd_correction: bool = True,
     reset: bool = True,
-    divergence_factor: Optional[float] = 1e3,
-    capacity: int = 1024,
+    divergence_factor: Optional[jax.typing.ArrayLike] = 1e3,
+    loss_floor: jax.typing.ArrayLike = 0.0,
+    capacity: Optional[int] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""ExpTest: searches the learning rate, then cuts it on plateaus.
 
   Starts at `learning_rate` (an upper bound such as `lr_upper_bound(x)`)
-  and records the loss passed as `value` at every update. With `L0` the first
-  loss and `eta` the current rate, a window holds
-  `N = max(4, round(c_w W))` losses, `W = round(2 sqrt(2) L0 / (e eta))`
-  (half to even), where `c_w = sum_t ||g_t|| / ||sum_t g_t||` over the first
-  `W` steps after each rate change measures how much mini-batch gradients
-  zig-zag (`c_w = 1` with `sgd_correction=False`, for full-batch training).
-  When the window is full:
+  and records the loss passed as `value` at every update. With `L0` the
+  first finite loss (minus `loss_floor`) and `eta` the current rate, a
+  window holds `N = max(4, round(c_w W))` losses,
+  `W = round(2 sqrt(2) L0 / (e eta))` (half to even), where
+  `c_w = sum_t ||g_t|| / ||sum_t g_t||` over the first `W` steps after each
+  rate change measures how much mini-batch gradients zig-zag (`c_w = 1`
+  with `sgd_correction=False`, for full-batch training). When the window
+  is full:
 
   * searching: the F-test of `stats.weighted_exponential_test`. If
     `p < alpha` the loss decays exponentially: switch to tuning for good.
@@ -236,10 +495,19 @@ def exptest(
   change; after a passed test the next window keeps the same length.
 
   Divergence is cut short: a non-finite loss, gradient or inner update, or a
-  loss above `divergence_factor * L0`, counts at once as a failed test: the
-  rate is cut and, with `reset=True`, the parameters go back to the initial
-  ones and the phase to searching (with `reset=False` the update is skipped).
-  A non-finite value never reaches the parameters.
+  loss with `loss - loss_floor > divergence_factor * L0`, counts at once as a
+  failed test: the rate is cut, the parameters return to the anchor (the
+  initial parameters with `reset=True`, which also returns the phase to
+  searching; with `reset=False`, the parameters at the end of the last
+  completed window) and `inner`'s state is re-initialised. A non-finite
+  value never reaches the parameters.
+
+  The loss scale `L0` is the first *finite* loss minus `loss_floor`. A loss
+  that starts at or below `loss_floor` (a negative log-likelihood, an
+  offset, a start at the optimum) has no gap to decay through: its scale is
+  its distance to the floor, and at least the scale whose first window is 4
+  losses long, so that windows still grow as `1 / eta` with every cut. Pass
+  a known lower bound as `loss_floor` for such losses (`docs/design.md`).
 
   Updates are `-eta * u`, where `u` is the incoming update (or `inner`'s
   output): ExpTest fills the learning-rate slot. For momentum or Adam with a
@@ -249,35 +517,47 @@ def exptest(
   momentum is not reset: after a restart the first updates still carry the
   old momentum.
 
-  Memory: the state holds a copy of the initial parameters (with `reset`),
-  a gradient sum (with `sgd_correction`) and `capacity` loss slots, whatever
-  the window length; windows longer than `capacity` are block-averaged (see
+  Memory: the state holds a copy of the parameters (the anchor), a gradient
+  sum (with `sgd_correction`) and `capacity` loss slots, whatever the window
+  length; windows longer than `capacity` are block-averaged (see
   `loss_window`), and the tests' degrees of freedom follow the number of
   occupied slots.
 
+  Hyperparameters. `learning_rate`, `alpha`, `beta`, `divergence_factor` and
+  `loss_floor` may be traced arrays (one per vmapped arm); they must be
+  scalars, and only concrete values are range-checked. Under
+  `optax.inject_hyperparams(exptest)`, the injected `learning_rate` is the
+  starting rate: it is read by `init` only, and the current rate is the
+  state's `learning_rate` (`exptest_summary`). Reverse-mode differentiation
+  through `update` treats ExpTest's decisions as constants (they are
+  piecewise constant): gradients flow through `-eta * u` and the inner
+  transformation.
+
   Args:
-    learning_rate: the starting rate, e.g. `lr_upper_bound(x_train)`. May be
-      a traced array (one per vmapped arm).
-    alpha: significance level of both tests, in (0, 1). May be traced.
-    beta: factor of each rate cut, in (0, 1). May be traced.
+    learning_rate: the starting rate, e.g. `lr_upper_bound(x_train)`.
+    alpha: significance level of both tests, in (0, 1).
+    beta: factor of each rate cut, in (0, 1).
     inner: an optional transformation applied to the gradients before
       ExpTest scales them (momentum, Adam's scaling); ExpTest re-initialises
       its state on a reset.
     sgd_correction: measure the mini-batch window correction `c_w`; set
       False for full-batch training.
     reset: on a failed search, return to the initial parameters (the paper's
-      Algorithm 1). Requires `params` in `update`.
-    divergence_factor: a loss above `divergence_factor * L0` counts as a
-      failed test at once; `None` waits for the window's end as the authors'
-      code does.
-    capacity: number of slots of the loss window (static, at least 4).
+      Algorithm 1).
+    divergence_factor: a loss with `loss - loss_floor` above
+      `divergence_factor * L0` counts as a failed test at once; `None` waits
+      for the window's end as the authors' code does.
+    loss_floor: a lower bound of the loss (0 for MSE and cross-entropy);
+      `L0` is measured from it.
+    capacity: number of slots of the loss window (a static int, at least 4;
+      None for 1024).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` whose `update` takes the loss
     at `params` as the keyword `value`.
 
   Raises:
-    ValueError: a hyperparameter out of range.
+    ValueError: a hyperparameter out of range or not a scalar.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax
@@ -298,184 +578,21 @@ def exptest(
     and Tuning with Insights from Linearized Neural Networks, 2024,
     https://arxiv.org/abs/2411.16975
   """
-  _check_hyperparameter("learning_rate", learning_rate, 0.0, math.inf)
-  _check_hyperparameter("alpha", alpha, 0.0, 1.0)
-  _check_hyperparameter("beta", beta, 0.0, 1.0)
-  if not isinstance(capacity, int) or capacity < 4:
-    raise ValueError(
-        f"exptest: capacity must be an int of at least 4 (the fits need 4"
-        f" points), got capacity={capacity!r}."
-    )
-  if divergence_factor is not None and not divergence_factor > 1.0:
-    raise ValueError(
-        "exptest: divergence_factor must be above 1 or None, got"
-        f" divergence_factor={divergence_factor!r}."
-    )
+  _check_range("learning_rate", learning_rate, 0.0, math.inf)
+  _check_range("alpha", alpha, 0.0, 1.0)
+  _check_range("beta", beta, 0.0, 1.0)
+  if divergence_factor is not None:
+    _check_range("divergence_factor", divergence_factor, 1.0, math.inf)
+  _check_range("loss_floor", loss_floor, -math.inf, math.inf)
+  capacity = _static_capacity(capacity)
   if inner is not None:
     inner = optax.with_extra_args_support(inner)
-
-  def init_fn(params: optax.Params) -> ExpTestState:
-    dtype = _float_dtype(params)
-    zero = jnp.zeros((), jnp.int32)
-    return ExpTestState(
-        learning_rate=jnp.asarray(learning_rate, dtype),
-        phase=zero,
-        num_cuts=zero,
-        num_resets=zero,
-        p_value=jnp.ones((), dtype),
-        decision=zero,
-        step=zero,
-        initial_loss=jnp.zeros((), dtype),
-        # Unknown until the first loss arrives: no test can fire before.
-        base_window=jnp.asarray(MAX_WINDOW, jnp.int32),
-        window_length=jnp.asarray(MAX_WINDOW, jnp.int32),
-        correcting=jnp.asarray(sgd_correction),
-        next_event=jnp.ones((), jnp.int32),  # the first loss fixes L0 and W
-        grad_norm_sum=jnp.zeros((), dtype),
-        window=loss_window.empty(capacity, dtype),
-        grad_sum=optax.tree.zeros_like(params) if sgd_correction else (),
-        initial_params=params if reset else (),
-        inner_state=inner.init(params) if inner else optax.EmptyState(),
-    )
-
-  def new_rate(state: ExpTestState, beta: jax.Array) -> ExpTestState:
-    """Cuts the rate and starts a fresh window and correction."""
-    lr = state.learning_rate * beta
-    w = window_size(state.initial_loss, lr)
-    return state._replace(
-        learning_rate=lr,
-        num_cuts=optax.safe_increment(state.num_cuts),
-        base_window=w,
-        window_length=_test_length(w),
-        correcting=jnp.asarray(sgd_correction),
-        grad_norm_sum=jnp.zeros_like(state.grad_norm_sum),
-        window=loss_window.clear(state.window),
-    )
-
-  def diverged_at(state: ExpTestState, value: jax.Array, squares: jax.Array):
-    """A non-finite loss or update, or a loss above the divergence bound."""
-    diverged = ~(jnp.isfinite(value) & jnp.isfinite(squares))
-    if divergence_factor is not None:
-      # L0 is 0 until the first loss has been seen.
-      diverged |= (state.initial_loss > 0) & (
-          value > divergence_factor * state.initial_loss
-      )
-    return diverged
-
-  def on_event(state, grad_sum, value, squares, alpha, beta):
-    """The rare branch: first loss, correction, test, merge, divergence."""
-    # Recomputed here rather than passed in: a flag read by both the
-    # predicate and the branch would cost the per-step path one more kernel.
-    diverged = diverged_at(state, value, squares)
-    dtype = state.learning_rate.dtype
-    first = state.step == 0
-    l0 = jnp.where(first, jnp.where(jnp.isfinite(value), value, 0), state.initial_loss)
-    w = jnp.where(first, window_size(l0, state.learning_rate), state.base_window)
-    n = jnp.where(first, _test_length(w), state.window_length)
-
-    count = state.window.count
-    end_correction = state.correcting & (count >= w)
-    if sgd_correction:
-      # c_w >= 1 by the triangle inequality. Zero displacement with a nonzero
-      # path (gradients that cancel exactly) means an unbounded correction;
-      # all-zero gradients mean no information (c_w = 1).
-      path = state.grad_norm_sum
-      displacement = jnp.sqrt(_sum_of_squares(grad_sum, dtype))
-      c_w = jnp.where(
-          displacement > 0,
-          path / jnp.where(displacement > 0, displacement, 1),
-          jnp.where(path > 0, jnp.inf, 1),
-      )
-      c_w = jnp.maximum(c_w, 1.0)
-      corrected = _test_length(jnp.minimum(jnp.round(c_w * w), MAX_WINDOW))
-      n = jnp.where(end_correction, corrected, n)
-    state = state._replace(
-        initial_loss=l0, base_window=w, window_length=n,
-        correcting=state.correcting & ~end_correction,
-    )
-
-    complete = (count >= n) & ~diverged
-    p = lazy_cond(
-        complete,
-        lambda window, phase, last_p: _test_window(window, phase),
-        lambda window, phase, last_p: last_p,
-        state.window, state.phase, state.p_value,
-    )
-    passed = p < alpha
-    searching = state.phase == Phase.SEARCHING
-    failed = diverged | (complete & ~passed)
-    decision = jnp.select(
-        [diverged, complete & searching, complete],
-        [
-            Decision.DIVERGED,
-            jnp.where(passed, Decision.EXPONENTIAL, Decision.RESTART),
-            jnp.where(passed, Decision.DECREASING, Decision.PLATEAU),
-        ],
-        Decision.NONE,
-    ).astype(jnp.int32)
-    resets = reset & failed & (searching | diverged)
-
-    cut = new_rate(state, beta)
-    passed_state = state._replace(window=loss_window.clear(state.window))
-    merged = state._replace(window=loss_window.merge(state.window))
-    keep = jax.tree.map(
-        lambda a, b: jnp.where(loss_window.is_full(state.window), a, b),
-        merged, state,
-    )
-    state = jax.tree.map(
-        lambda a, b, c: jnp.where(failed, a, jnp.where(complete, b, c)),
-        cut, passed_state, keep,
-    )
-    phase = jnp.where(
-        complete & passed & searching, Phase.TUNING,
-        jnp.where(resets, Phase.SEARCHING, state.phase),
-    ).astype(jnp.int32)
-    state = state._replace(
-        phase=phase,
-        p_value=p.astype(dtype),
-        decision=decision,
-        num_resets=jnp.where(
-            resets, optax.safe_increment(state.num_resets), state.num_resets
-        ),
-    )
-    return state._replace(next_event=_next_event(state))
-
-  def measuring(state: ExpTestState) -> jax.Array:
-    """Whether this step's gradient counts towards the correction c_w."""
-    return state.correcting & (state.window.count <= state.base_window)
-
-  def event(state: ExpTestState, value: jax.Array, squares: jax.Array):
-    """Whether `on_event` must run at this step."""
-    return (state.window.count >= state.next_event) | diverged_at(
-        state, value, squares
-    )
-
-  def measure_then_decide(carry, grads, grad_sq, value, squares, alpha, beta):
-    """The rare branch with the correction: accumulate, then `on_event`.
-
-    Under `jax.vmap` this runs for all arms whenever one measures (cheap and
-    elementwise), while `on_event` keeps running only for the arms that need
-    it, one at a time.
-    """
-    state, grad_sum = carry
-    now = measuring(state)
-    # A rate change zeroes S: the first step after it replaces the sums
-    # (while S is 0 the gradients so far were all 0, and so is R).
-    restart = state.grad_norm_sum == 0
-    grad_sum = jax.tree.map(
-        lambda r, g: jnp.where(
-            now, jnp.where(restart, g, r + g), r
-        ).astype(r.dtype),
-        grad_sum, grads,
-    )
-    state = state._replace(grad_norm_sum=jnp.where(
-        now, state.grad_norm_sum + jnp.sqrt(grad_sq), state.grad_norm_sum
-    ))
-    state = lazy_update(
-        event(state, value, squares), on_event, state,
-        grad_sum, value, squares, alpha, beta,
-    )
-    return state, grad_sum
+  config = _Config(
+      learning_rate=learning_rate, alpha=alpha, beta=beta,
+      divergence_factor=divergence_factor, loss_floor=loss_floor,
+      inner=inner, sgd_correction=sgd_correction, reset=reset,
+      capacity=capacity,
+  )
 
   def update_fn(
       updates: optax.Updates,
@@ -485,97 +602,8 @@ def exptest(
       value: Optional[jax.typing.ArrayLike] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, ExpTestState]:
-    if value is None:
-      raise TypeError(
-          "exptest's update needs the training loss at `params`: call"
-          " tx.update(grads, state, params, value=loss)."
-      )
-    if jnp.ndim(value) != 0:
-      raise ValueError(
-          "exptest: value must be the scalar loss at `params`, got shape"
-          f" {jnp.shape(value)}."
-      )
-    if reset and params is None:
-      raise ValueError(
-          "exptest(reset=True) needs the parameters to reset them: call"
-          " tx.update(grads, state, params, value=loss), or pass reset=False."
-      )
-    dtype = state.learning_rate.dtype
-    value = jnp.asarray(value).astype(dtype)
-    grads = updates
+    return _update(config, updates, state, params, value, extra_args)
 
-    # The loss and the gradients as received are what the paper measures.
-    grad_sq = _sum_of_squares(grads, dtype)
-    squares = grad_sq  # Non-finite iff some gradient or inner update is.
-    inner_state = state.inner_state
-    if inner is not None:
-      updates, inner_state = inner.update(
-          grads, inner_state, params, value=value, **extra_args
-      )
-      squares += _sum_of_squares(updates, dtype)
-
-    window = loss_window.push(state.window, value)
-    # Only the scalars and the window go through the rare branches, which
-    # update them in place; `decision` stays NONE unless a branch decides.
-    small = state._replace(
-        window=window, decision=jnp.zeros((), jnp.int32),
-        grad_sum=(), initial_params=(), inner_state=(),
-    )
-    alpha_, beta_ = jnp.asarray(alpha, dtype), jnp.asarray(beta, dtype)
-    grad_sum = state.grad_sum
-    if sgd_correction:
-      # One branch for both rare cases (measuring, event), so that a common
-      # step checks a single predicate.
-      small, grad_sum = lazy_update(
-          measuring(small) | event(small, value, squares),
-          measure_then_decide, (small, grad_sum),
-          grads, grad_sq, value, squares, alpha_, beta_,
-          batched="select",
-      )
-    else:
-      small = lazy_update(
-          event(small, value, squares), on_event, small,
-          grad_sum, value, squares, alpha_, beta_,
-      )
-
-    # What the update must do follows from the decision.
-    diverged = small.decision == Decision.DIVERGED
-    reset_params = reset & (diverged | (small.decision == Decision.RESTART))
-    skip_update = diverged & ~reset_params
-
-    lr = small.learning_rate
-    if reset:
-      updates = jax.tree.map(
-          lambda u, p, p0: jnp.where(
-              reset_params,
-              p0 - p,
-              jnp.where(skip_update, 0, -lr * u),
-          ).astype(u.dtype),
-          updates, params, state.initial_params,
-      )
-    else:
-      updates = jax.tree.map(
-          lambda u: jnp.where(skip_update, 0, -lr * u).astype(u.dtype),
-          updates,
-      )
-    if inner is not None:
-      # A skipped step keeps the inner state it started from (non-finite
-      # gradients must not linger in a momentum); a reset starts it afresh.
-      inner_state = jax.tree.map(
-          lambda new, old: jnp.where(skip_update, old, new),
-          inner_state, state.inner_state,
-      )
-      if reset:
-        inner_state = jax.tree.map(
-            lambda fresh, s: jnp.where(reset_params, fresh, s),
-            inner.init(state.initial_params), inner_state,
-        )
-    new_state = small._replace(
-        step=optax.safe_increment(small.step),  # After the branch: no copy.
-        grad_sum=grad_sum,
-        initial_params=state.initial_params,
-        inner_state=inner_state,
-    )
-    return updates, new_state
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(
+      functools.partial(_init, config), update_fn
+  )

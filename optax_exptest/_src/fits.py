@@ -19,21 +19,11 @@ import numpy as np
 
 # The rate grid of the exponential fit, in units of the window: it holds
 # ``beta = b * (t_max - t_min)``, so ``exp(-beta)`` is how far the exponential
-# part decays across the window. At 1e-4 the curve is a line to within 5e-5
-# relative curvature (the linear model is its limit): the range reaches that
-# far because on near-linear convex windows the least-squares rate is that
-# small (seen on the authors' California losses), and stopping at 1e-2 left
-# the fit 0.1% above SciPy's SSE there. At 1e3 the decaying part is a spike
-# on the first slot of a window of up to ~1000 slots; faster is no different.
-# The refinement stays inside the same range, so the tested model family is
-# exactly {a > 0, beta in [1e-4, 1e3]}.
-#
-# Calibration: the F statistic is the best over all rates in the range, which
-# inflates it, but a > 0, b > 0 makes the test one-sided in effect, and that
-# wins: measured type-I errors are 0.022-0.037 at alpha = 0.05 (see
-# `exponential_test`). The range hardly matters there: [1e-2, 1e3] gave the
-# same rates; [1e-4, 1e2] lowered the largest (flat window, n = 120) from
-# 0.037 to 0.026, at the price of missing decays that finish within a slot.
+# part decays across the window. The range runs from a curve that is a line
+# to within rounding (the linear model is its limit) to a spike on the first
+# slot; the refinement stays inside it, so the tested model family is exactly
+# {a > 0, beta in [1e-4, 1e3]}. Why these ends, and the calibration they give:
+# docs/design.md, "Measurement notes".
 _LOG_BETA_MIN = float(np.log(1e-4))
 _LOG_BETA_MAX = float(np.log(1e3))
 # 64 points: log spacing 0.26, so the grid's best rate lies within 14% of the

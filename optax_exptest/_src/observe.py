@@ -6,7 +6,8 @@ from typing import Any, Mapping, Union
 import jax
 import numpy as np
 
-from optax_exptest._src.exptest import Decision, ExpTestState, Phase
+from optax_exptest._src.decision import Decision, Phase
+from optax_exptest._src.exptest import ExpTestState
 
 Number = Union[int, float]
 
@@ -91,8 +92,8 @@ def exptest_summary(opt_state: Any) -> dict[str, Any]:
     (0.1..., 'searching', 1)
   """
   s = find_exptest_state(opt_state)
-  count = np.asarray(s.window.count, np.float64)
-  length = np.asarray(s.window_length, np.float64)
+  count = np.asarray(s.window.losses.count, np.float64)
+  length = np.asarray(s.window.length, np.float64)
   phase = np.asarray(s.phase)
   decision = np.asarray(s.decision)
   name = lambda values, enum: np.vectorize(
@@ -109,5 +110,5 @@ def exptest_summary(opt_state: Any) -> dict[str, Any]:
       decision_name=_plain(name(decision, Decision)),
       step=_plain(s.step),
       window_fill=_plain(np.clip(count / length, 0.0, 1.0)),
-      window_length=_plain(s.window_length),
+      window_length=_plain(s.window.length),
   )
