@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test lint bench clean venv
 
 venv: $(STAMP)
 
@@ -19,9 +19,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/mnist_demo.py
 
+# The linter first (configured in pyproject.toml), then the tests.
 # .venv/bin first on PATH: the notebooks' Jupyter kernel runs `python`.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # The reproduction of the ExpTest paper (about 30 minutes on two CPU cores),
 # then the report benchmarks/RESULTS.md.
@@ -32,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks report
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 `python -m benchmarks list` names the experiments; each module's `--help`
 gives its options (all take `--quick` for a seconds-long smoke run).
+`python -m benchmarks report` assembles `benchmarks/RESULTS.md` from their
+results.
 """
 
 import importlib
@@ -10,15 +12,16 @@ import sys
 
 import benchmarks
 
-# Modules of shared code, not experiments.
-_LIBRARY = {"common", "optimizers", "paper", "plots", "mnist_training"}
+# Commands that are not experiments: their module in `benchmarks.lib`.
+COMMANDS = {"report": "benchmarks.lib.report"}
 
 
 def experiments() -> list[str]:
+  """The experiments: the modules of `benchmarks/` (the shared code is in
+  the `benchmarks.lib` package)."""
   return sorted(
       m.name for m in pkgutil.iter_modules(benchmarks.__path__)
-      if not m.name.startswith("_") and m.name not in _LIBRARY
-      and not m.name.endswith("_training")
+      if not m.ispkg and not m.name.startswith("_")
   )
 
 
@@ -26,13 +29,19 @@ def main(argv: list[str]) -> None:
   if not argv or argv[0] in ("-h", "--help", "list"):
     print(__doc__)
     print("experiments:", ", ".join(experiments()))
+    print("commands:", ", ".join(COMMANDS))
     return
   name, rest = argv[0], argv[1:]
-  if name not in experiments():
+  if name in COMMANDS:
+    module = COMMANDS[name]
+  elif name in experiments():
+    module = f"benchmarks.{name}"
+  else:
     raise SystemExit(
-        f"unknown experiment {name!r}; choose one of: {', '.join(experiments())}"
+        f"unknown experiment {name!r}; choose one of:"
+        f" {', '.join(experiments() + list(COMMANDS))}"
     )
-  importlib.import_module(f"benchmarks.{name}").main(rest)
+  importlib.import_module(module).main(rest)
 
 
 if __name__ == "__main__":

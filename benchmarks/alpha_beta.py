@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 import optax_exptest
-from benchmarks import common, mnist_training, paper
+from benchmarks.lib import common, paper, problems, trainers
 
 ALPHAS = (0.1, 0.05, 0.01)
 BETAS = (0.05, 0.1, 0.33)
@@ -23,7 +23,7 @@ def main(argv=None):
   parser = common.parser(__doc__)
   args = parser.parse_args(argv)
   start = time.perf_counter()
-  data = mnist_training.load(subset=3000 if args.quick else None)
+  data = problems.mnist_on_device(subset=3000 if args.quick else None)
   seeds = np.arange(2 if args.quick else args.seeds)
   epochs = 1 if args.quick else 5
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train))
@@ -31,7 +31,7 @@ def main(argv=None):
   cells = list(itertools.product(ALPHAS, BETAS))
   alpha = np.repeat([a for a, _ in cells], len(seeds))
   beta = np.repeat([b for _, b in cells], len(seeds))
-  runs = mnist_training.train(
+  runs = trainers.train_mnist(
       "exptest", {"alpha": alpha, "beta": beta}, np.tile(seeds, len(cells)), data,
       eta_max=eta, epochs=epochs,
       make_tx=lambda alpha, beta: optax_exptest.exptest(eta, alpha, beta),

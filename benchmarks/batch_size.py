@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 import optax_exptest
-from benchmarks import common, mnist_training, optimizers, paper, plots
+from benchmarks.lib import common, optimizers, paper, plots, problems, trainers
 
 BATCH_SIZES = (32, 512, 2048)
 
@@ -23,10 +23,10 @@ def main(argv=None):
   args = parser.parse_args(argv)
   start = time.perf_counter()
   if args.quick:
-    data, seeds, epochs = mnist_training.load(subset=6144), np.arange(2), 1
+    data, seeds, epochs = problems.mnist_on_device(subset=6144), np.arange(2), 1
     names, sizes = ["exptest"], (32, 512)
   else:
-    data, seeds, epochs = mnist_training.load(), np.arange(args.seeds), 5
+    data, seeds, epochs = problems.mnist_on_device(), np.arange(args.seeds), 5
     names = ["exptest", "exptest_momentum", "adadelta"] + optimizers.PEERS
     sizes = BATCH_SIZES
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train))
@@ -35,7 +35,7 @@ def main(argv=None):
   for name in common.progress(names, desc="batch_size", unit="optimizer"):
     table[name] = {}
     for b in sizes:
-      runs = mnist_training.train(
+      runs = trainers.train_mnist(
           name, {"learning_rate": np.full(len(seeds), eta)}, seeds, data,
           eta_max=eta, batch_size=b, epochs=epochs,
           evals_per_epoch=max(1, min(10, len(data.x_train) // b // 2)),

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import optax_exptest
-from benchmarks import california_training, common, optimizers, paper, plots
+from benchmarks.lib import common, optimizers, paper, plots, problems, trainers
 
 
 def main(argv=None):
@@ -25,7 +25,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   start = time.perf_counter()
 
-  data = california_training.load()
+  data = problems.load_california()
   if args.quick:
     names = ["exptest", "sgd", "adadelta"]
     factors, steps, seeds, grid_seeds = [0.01, 1.0], 200, 2, 1
@@ -43,7 +43,7 @@ def main(argv=None):
     fs = factors if grid else [None]
     n = grid_seeds if grid else seeds
     arm_f = np.repeat([1.0 if f is None else f for f in fs], n)
-    runs = california_training.train(
+    runs = trainers.train_california(
         name, {"learning_rate": arm_f * eta}, np.tile(np.arange(n), len(fs)),
         data, eta_max=eta, steps=steps,
     )

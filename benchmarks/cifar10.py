@@ -27,8 +27,8 @@ import numpy as np
 import optax
 
 import optax_exptest
-from benchmarks import common, optimizers, paper
-from benchmarks.mnist_training import exptest_fields
+from benchmarks.lib import common, optimizers, paper
+from benchmarks.lib.trainers import exptest_fields, run_arms
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
          512, 512, 512, "M")
@@ -146,7 +146,7 @@ def main(argv=None):
     run = make_run(name, make_tx, data, batch_size=batch_size, epochs=epochs,
                    steps_per_epoch=steps_per_epoch, width=width)
     arm_f = np.repeat([1.0 if f is None else f for f in fs], len(seeds))
-    (_, acc), seconds = common.run_arms(
+    (_, acc), seconds = run_arms(
         run, {"learning_rate": np.asarray(arm_f * eta, np.float32)},
         np.tile(seeds, len(fs)).astype(np.uint32),
     )

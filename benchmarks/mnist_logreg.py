@@ -3,7 +3,7 @@
 The paper's recipe (batch 32, 5 epochs, 5 seeds): SGD, SGD with momentum 0.9,
 Adam and RMSprop at f * eta_max for f in {0.001, 0.01, 0.1, 1, 10};
 Adadelta (lr 1.0); ExpTest; and the peers a user would pick instead
-(`benchmarks.optimizers`). Each optimizer's runs (factors x seeds) train in
+(`benchmarks.lib.optimizers`). Each optimizer's runs (factors x seeds) train in
 one vmapped program. Also: steps and seconds to reach 92% test accuracy, and
 the loss curves of the paper's figure 1 with ExpTest's decisions marked.
 
@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import optax_exptest
-from benchmarks import common, mnist_training, optimizers, paper, plots
+from benchmarks.lib import common, optimizers, paper, plots, problems, trainers
 
 TARGET = 0.92
 
@@ -33,7 +33,7 @@ def run_optimizer(name, factors, seeds, data, eta, epochs, batch_size):
   fs = factors if grid else [None]
   arm_f = np.repeat([f if f is not None else 1.0 for f in fs], len(seeds))
   arm_seed = np.tile(seeds, len(fs))
-  runs = mnist_training.train(
+  runs = trainers.train_mnist(
       name, {"learning_rate": arm_f * eta}, arm_seed, data, eta_max=eta,
       batch_size=batch_size, epochs=epochs,
   )
@@ -46,10 +46,10 @@ def main(argv=None):
   start = time.perf_counter()
 
   if args.quick:
-    data = mnist_training.load(subset=3000)
+    data = problems.mnist_on_device(subset=3000)
     names, factors, seeds, epochs = ["exptest", "sgd"], [0.1, 1.0], np.arange(2), 1
   else:
-    data = mnist_training.load()
+    data = problems.mnist_on_device()
     names = optimizers.PAPER + optimizers.PEERS + ["schedule_free_sgd"] + optimizers.BEYOND
     factors, seeds, epochs = list(paper.MNIST_FACTORS), np.arange(args.seeds), 5
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train))
@@ -60,7 +60,7 @@ def main(argv=None):
     fs, runs = run_optimizer(name, factors, seeds, data, eta, epochs, 32)
     acc = runs.accuracy[:, -1].reshape(len(fs), len(seeds))
     steps = steps_to(runs.accuracy, runs.eval_steps).reshape(len(fs), len(seeds))
-    per_step = mnist_training.seconds_per_step(
+    per_step = trainers.seconds_per_step(
         name, data, eta_max=eta, learning_rate=eta,
         steps=200 if args.quick else 1000,
     )

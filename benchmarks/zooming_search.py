@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import optax_exptest
-from benchmarks import common
-from examples.mnist_demo import init_linear, load_data, loss_fn
+from benchmarks.lib import common
+from benchmarks.lib.problems import cross_entropy as loss_fn, init_linear, load_mnist as load_data
 from optax_exptest._src.rewards import accuracy_reward, loss_reward
 from optax_exptest._src.zooming import ZoomingSearch
 

@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common
+from benchmarks.lib import common
+from benchmarks.lib.problems import cross_entropy as loss_fn, init_linear
 from benchmarks.zooming_search import mnist
-from examples.mnist_demo import init_linear, loss_fn
 from optax_exptest._src.rewards import loss_reward
 from optax_exptest._src.zoom import make_round
 

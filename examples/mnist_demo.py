@@ -160,16 +160,17 @@ def plot(run, path):
   rate_ax.step(steps, rates, where="post", color="C4", lw=1.5)
   rate_ax.set_yscale("log")
   rate_ax.set_ylabel("learning rate", color="C4")
-  styles = {
-      "exponential": ("C2", "exponential decay: tuning"),
-      "restart": ("C3", "no decay: cut + reset"),
-      "plateau": ("C1", "plateau: cut"),
-      "diverged": ("k", "diverged: cut + reset"),
+  labels = {
+      "exponential": "exponential decay: tuning",
+      "restart": "no decay: cut + reset",
+      "plateau": "plateau: cut",
+      "diverged": "diverged: cut + reset",
   }
   seen = set()
   for d in run["decisions"]:
-    if d["decision"] in styles:
-      color, label = styles[d["decision"]]
+    if d["decision"] in labels:
+      label = labels[d["decision"]]
+      color = optax_exptest.DECISION_COLORS[Decision[d["decision"].upper()]]
       ax.axvline(d["step"] + 1, color=color, ls="--", lw=1,
                  label=None if label in seen else label)
       seen.add(label)

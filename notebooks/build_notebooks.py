@@ -95,7 +95,7 @@ optax_exptest.exptest_summary(state)'''),
 Green: exponential decay detected (searching ends); red: no decay, rate cut
 and parameters reset; orange: plateau, rate cut; grey: the loss still
 decreases, rate kept."""),
-    new_code_cell('''colors = {1: "C2", 2: "C3", 3: "0.7", 4: "C1", 5: "k"}
+    new_code_cell('''colors = optax_exptest.DECISION_COLORS  # by decision code
 steps = np.arange(1, len(losses) + 1)
 smooth = np.convolve(losses, np.ones(50) / 50, mode="valid")
 fig, ax = plt.subplots(figsize=(9, 4))
@@ -237,7 +237,8 @@ axes[1].set(yscale="log", ylabel="ExpTest's rate", xlabel="step")
 for r in log:
   if r["decision_name"] in ("restart", "plateau", "diverged", "exponential"):
     for ax in axes:
-      ax.axvline(r["step"], color="C3" if r["decision_name"] != "exponential" else "C2", ls=":")
+      color = optax_exptest.DECISION_COLORS[optax_exptest.Decision[r["decision_name"].upper()]]
+      ax.axvline(r["step"], color=color, ls=":")
 plt.show()'''),
 ]
 

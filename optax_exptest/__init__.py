@@ -4,14 +4,16 @@
   upper bound and tunes it on plateaus, by hypothesis tests on the loss
   (arXiv 2411.16975).
 * `lr_upper_bound`: the starting rate, from the inputs' correlation matrix.
-* `exptest_summary`: ExpTest's state as plain numbers, for loggers.
+* `exptest_summary`: ExpTest's state as plain numbers, for loggers;
+  `DECISION_COLORS`: one colour per decision, for plots.
 * `stats`: the exponential and plateau tests.
 * `ZoomingSearch`, `zoom`: a Lipschitz-bandit (zooming) search over learning
   rates whose arms train many at a time with `jax.vmap`, sharded over devices
   (arXiv 2409.09783); `zooming` holds it and its reward helpers.
+* `datasets`: loaders of MNIST, California housing and TFDS datasets for the
+  examples and benchmarks, imported on first use (`optax_exptest.datasets`).
 """
 
-from optax_exptest import datasets
 from optax_exptest import stats
 from optax_exptest import zooming
 from optax_exptest._src.bound import lr_upper_bound
@@ -19,6 +21,7 @@ from optax_exptest._src.decision import Decision
 from optax_exptest._src.exptest import exptest
 from optax_exptest._src.exptest import ExpTestState
 from optax_exptest._src.decision import Phase
+from optax_exptest._src.observe import DECISION_COLORS
 from optax_exptest._src.observe import exptest_summary
 from optax_exptest._src.observe import find_exptest_state
 from optax_exptest._src.rewards import accuracy_reward
@@ -29,7 +32,24 @@ from optax_exptest._src.zooming import ZoomingSearch
 
 __version__ = "0.1.0"
 
+# Submodules imported on first access: training code that never loads data
+# does not pay for the loaders (file and network I/O, TFDS glue).
+_LAZY_SUBMODULES = ("datasets",)
+
+
+def __getattr__(name: str):
+  if name in _LAZY_SUBMODULES:
+    import importlib  # pylint: disable=g-import-not-at-top
+    return importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 __all__ = [
+    "DECISION_COLORS",
     "Decision",
     "ExpTestState",
     "Phase",

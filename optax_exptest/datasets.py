@@ -1,4 +1,5 @@
-"""Dataset loaders: MNIST and California housing from ``data/``, and TFDS."""
+"""Dataset loaders: MNIST and California housing from the repository's ``data/``
+(or ``$OPTAX_EXPTEST_DATA``, or ``data_dir=``), and TFDS."""
 
 from optax_exptest._src.datasets import CALIFORNIA_FEATURE_NAMES
 from optax_exptest._src.datasets import CHECKSUMS

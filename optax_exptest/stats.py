@@ -1,8 +1,9 @@
 """Hypothesis tests on loss windows: is the decay exponential, has it stalled?
 
 See :func:`exponential_test` and :func:`plateau_test` (one window of losses),
-their weighted forms on a ring buffer of block means, the fits behind them,
-and the tail probabilities they use.
+their weighted forms on the optimizer's loss window (a fixed number of
+block-averaged losses), the fits behind them, and the tail probabilities they
+use.
 """
 
 from optax_exptest._src.fits import ExponentialFit

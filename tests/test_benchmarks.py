@@ -1,10 +1,15 @@
 """Smoke runs of the ExpTest experiments (`--quick`), so that they cannot rot."""
+import ast
 import importlib
 import json
+import pathlib
 
+import numpy as np
 import pytest
 
 from benchmarks import __main__ as runner
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 EXPERIMENTS = [
     "mnist_logreg", "alpha_beta", "batch_size", "california", "cifar10",
@@ -14,7 +19,65 @@ EXPERIMENTS = [
 
 def test_runner_lists_the_experiments():
   assert set(EXPERIMENTS) <= set(runner.experiments())
-  assert "common" not in runner.experiments()
+  for library in ("lib", "common", "problems", "trainers", "plots", "report"):
+    assert library not in runner.experiments()
+  assert runner.COMMANDS == {"report": "benchmarks.lib.report"}
+
+
+def test_runner_rejects_an_unknown_experiment():
+  with pytest.raises(SystemExit, match="unknown experiment 'nope'.*mnist_logreg"):
+    runner.main(["nope"])
+
+
+def _imported_modules(path: pathlib.Path) -> set[str]:
+  """The modules a file imports (absolute imports; `from a import b` gives
+  `a` and `a.b`)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    if isinstance(node, ast.Import):
+      found.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      found.add(node.module)
+      found.update(f"{node.module}.{alias.name}" for alias in node.names)
+  return found
+
+
+@pytest.mark.parametrize(
+    "path", sorted(BENCHMARKS.rglob("*.py")),
+    ids=lambda p: str(p.relative_to(BENCHMARKS)))
+def test_benchmarks_do_not_import_the_examples(path):
+  imported = _imported_modules(path)
+  assert not {m for m in imported if m.split(".")[0] == "examples"}, imported
+  if path.parent.name == "lib":  # The library never imports an experiment.
+    experiments = {f"benchmarks.{name}" for name in runner.experiments()}
+    assert not imported & experiments, imported & experiments
+
+
+def test_mnist_problem_is_the_demos():
+  from benchmarks.lib import problems
+  from examples import mnist_demo
+  ours = problems.load_mnist(subset=600)
+  theirs = mnist_demo.load_data(subset=600)
+  for a, b in zip(ours, theirs, strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert ours[0].shape == (600, 784) and ours[2].shape == (100, 784)
+  import jax
+  key = jax.random.PRNGKey(3)
+  params = problems.init_linear(key)
+  np.testing.assert_array_equal(params["w"], mnist_demo.init_linear(key)["w"])
+  assert float(problems.cross_entropy(params, ours[0], ours[1])) == pytest.approx(
+      float(mnist_demo.loss_fn(params, ours[0], ours[1])), rel=1e-6)
+
+
+def test_teacher_student_problem():
+  import jax
+  from benchmarks.lib import problems
+  x, y = problems.teacher_student_data("sigmoid", 64)
+  assert x.shape == (64, 20) and y.shape == (64,)
+  student = problems.init_student(jax.random.PRNGKey(0))
+  assert float(problems.student_mse(student, x, y, "sigmoid")) > 0
+  with pytest.raises(ValueError, match="activation must be one of"):
+    problems.teacher_student_data("tanh", 64)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -36,7 +99,7 @@ def test_quick_run_writes_results(name, tmp_path):
 
 
 def test_report_assembles_the_committed_results(tmp_path):
-  from benchmarks import common, report
+  from benchmarks.lib import common, report
   text = report.build(common.RESULTS)
   for title in ("Table 1", "Table 2", "Table 3", "Mini-batch size", "Wall time"):
     assert title in text
@@ -46,3 +109,13 @@ def test_report_assembles_the_committed_results(tmp_path):
   report.update_readme(common.RESULTS, readme)
   updated = readme.read_text()
   assert "| ExpTest | none |" in updated and updated.endswith("rest\n")
+
+
+def test_one_colour_per_decision():
+  import optax_exptest
+  from benchmarks.lib import plots
+  colors = optax_exptest.DECISION_COLORS
+  assert set(colors) == set(optax_exptest.Decision) - {optax_exptest.Decision.NONE}
+  assert len(set(colors.values())) == len(colors)
+  for decision, (color, _) in plots.DECISION_STYLE.items():
+    assert color == colors[decision]

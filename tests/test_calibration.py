@@ -54,7 +54,7 @@ def test_exponential_type_one_error_on_linear_noise(n, slope):
 
 
 def _block_means(seed: int, trend) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Ring buffers of block means, as the optimizer holds them.
+  """Loss windows of block means, as the optimizer holds them.
 
   Each of 96 slots holds the mean of 1 to 8 consecutive losses (unit noise
   around `trend(step)`), weighted by its block size; 32 more slots are unused

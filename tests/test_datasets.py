@@ -1,7 +1,10 @@
 """Tests for the dataset loaders (IDX parser, shipped data, TFDS path)."""
 import gzip
+import os
 import pathlib
+import shutil
 import struct
+import subprocess
 import sys
 import time
 
@@ -17,7 +20,8 @@ from optax_exptest._src.datasets import read_idx
 from optax_exptest._src.datasets import to_numpy
 from optax_exptest._src.datasets import verify_checksums
 
-DATA_DIR = pathlib.Path(__file__).resolve().parents[1] / "data"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA_DIR = REPO / "data"
 
 _IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D,
               "f8": 0x0E}
@@ -74,7 +78,7 @@ def test_read_idx_mnist_magic_numbers(tmp_path):
         (b"\x00\x00\x08\x03" + struct.pack(">I", 1), "truncated header"),
         (_idx_bytes(np.zeros((4, 3), np.uint8))[:-1], "truncated: 23 bytes"),
         (_idx_bytes(np.zeros((4,), np.float32)) + b"\x00", "trailing bytes"),
-        (gzip.compress(_idx_bytes(np.zeros(100, np.uint8)))[:-10],
+        (gzip.compress(_idx_bytes(np.zeros(100, np.uint8)), mtime=0)[:-10],
          "corrupt gzip"),
     ],
 )
@@ -171,7 +175,7 @@ def test_california_housing_checks_the_columns(tmp_path):
 # Locating the data.
 
 
-def test_default_data_dir_is_the_repository_data_folder(monkeypatch):
+def test_default_data_dir_is_the_checkout_data_folder(monkeypatch):
   monkeypatch.delenv(datasets.DATA_ENV_VAR, raising=False)
   assert datasets.default_data_dir() == DATA_DIR
   _, y, _ = load_california_housing()
@@ -206,8 +210,83 @@ def test_missing_second_file_is_named(tmp_path):
 def test_no_data_folder_at_all(monkeypatch, tmp_path):
   monkeypatch.delenv(datasets.DATA_ENV_VAR, raising=False)
   monkeypatch.setattr(datasets, "default_data_dir", lambda: None)
-  with pytest.raises(FileNotFoundError, match="is not set and there is no"):
+  with pytest.raises(FileNotFoundError, match="is not set and optax_exptest is"
+                     " not imported from a source checkout") as info:
     load_mnist()
+  assert 'load_tfds("mnist", "train")' in str(info.value)
+
+
+def _copy_out_package(site: pathlib.Path) -> pathlib.Path:
+  """The package's files as a wheel installs them: `site/optax_exptest/`."""
+  shutil.copytree(REPO / "optax_exptest", site / "optax_exptest",
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  return site
+
+
+_PROBE = """
+import os, sys
+import optax_exptest
+assert "optax_exptest.datasets" not in sys.modules
+assert optax_exptest.__file__.startswith(sys.argv[1]), optax_exptest.__file__
+from optax_exptest import datasets
+print("default:", datasets.default_data_dir())
+try:
+  datasets.load_mnist()
+except FileNotFoundError as e:
+  print("error:", e)
+x, y, _ = datasets.load_california_housing(sys.argv[2] or None)
+print("rows:", len(y))
+"""
+
+
+def _probe_installed(site, cwd, data_dir="", env_data=None):
+  env = {k: v for k, v in os.environ.items() if k != datasets.DATA_ENV_VAR}
+  env["PYTHONPATH"] = str(site)  # Before the editable install's path hook.
+  if env_data is not None:
+    env[datasets.DATA_ENV_VAR] = str(env_data)
+  return subprocess.run(
+      [sys.executable, "-c", _PROBE, str(site), str(data_dir)], cwd=cwd,
+      env=env, capture_output=True, text=True, timeout=120,
+  )
+
+
+def test_installed_package_does_not_look_beside_itself(tmp_path):
+  """Outside a checkout, a `data/` folder next to the package is not ours."""
+  site = _copy_out_package(tmp_path / "site-packages")
+  shutil.copytree(DATA_DIR / "california_housing",
+                  site / "data" / "california_housing")  # Another package's.
+  (site / "data" / "mnist").mkdir()
+  work = tmp_path / "elsewhere"
+  work.mkdir()
+  out = _probe_installed(site, work)
+  assert out.returncode != 0, out.stdout
+  assert "default: None" in out.stdout, out.stdout + out.stderr
+  assert "OPTAX_EXPTEST_DATA is not set" in out.stdout
+  assert "not imported from a source checkout" in out.stdout
+  assert "FileNotFoundError" in out.stderr  # California: no data either.
+
+
+def test_installed_package_loads_from_the_variable_or_argument(tmp_path):
+  site = _copy_out_package(tmp_path / "site-packages")
+  work = tmp_path / "elsewhere"
+  work.mkdir()
+  out = _probe_installed(site, work, env_data=DATA_DIR)
+  assert out.returncode == 0, out.stderr
+  assert f"default: {DATA_DIR}" in out.stdout and "rows: 20640" in out.stdout
+  assert "error:" not in out.stdout  # MNIST found too.
+  out = _probe_installed(site, work, data_dir=DATA_DIR)
+  assert out.returncode == 0, out.stderr
+  assert "default: None" in out.stdout and "rows: 20640" in out.stdout
+
+
+def test_import_does_not_load_the_datasets_module():
+  code = ("import sys, optax_exptest;"
+          " print(sorted(m for m in sys.modules if 'datasets' in m));"
+          " optax_exptest.datasets.load_mnist;"
+          " print(sorted(m for m in sys.modules if 'datasets' in m))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=120, check=True).stdout.splitlines()
+  assert out == ["[]", "['optax_exptest._src.datasets', 'optax_exptest.datasets']"]
 
 
 # ----------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_replay_of_the_authors_runs(reference_traces, trial):
     _, state = tx.update(grads, state, params, value=value)
     return state, state.decision
 
-  _, decisions = jax.jit(lambda s, l: jax.lax.scan(step, s, l))(
+  _, decisions = jax.jit(lambda s, ls: jax.lax.scan(step, s, ls))(
       tx.init(params), losses
   )
   decisions = np.asarray(decisions)

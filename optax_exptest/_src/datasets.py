@@ -1,7 +1,10 @@
-"""Dataset loaders: the files shipped in ``data/`` and TensorFlow Datasets.
+"""Dataset loaders: the repository's ``data/`` files and TensorFlow Datasets.
 
-Only numpy is needed to read the shipped data (MNIST as IDX files, California
-housing as StatLib text). ``tensorflow_datasets`` is imported lazily, inside
+Only numpy is needed to read the repository's data (MNIST as IDX files,
+California housing as StatLib text). The wheel does not contain the data: the
+loaders take it from ``data_dir=``, else ``$OPTAX_EXPTEST_DATA``, else the
+``data/`` folder of the source checkout the package is imported from (see
+:func:`default_data_dir`). ``tensorflow_datasets`` is imported lazily, inside
 :func:`load_tfds`, and only for datasets this repository does not ship.
 """
 
@@ -174,13 +177,37 @@ def _parse_idx(data: bytes, *, name: str, magic: int | None) -> np.ndarray:
 # Locating the data folder.
 
 
+def _source_checkout_data_dir() -> pathlib.Path | None:
+  """The ``data/`` folder of the source checkout this package runs from.
+
+  Only a checkout of this repository counts (an editable install or a run
+  from the clone): the folder above the package must hold this project's
+  ``pyproject.toml`` as well as ``data/``. An installed wheel sits in
+  ``site-packages``, whose neighbours belong to other packages: their
+  ``data/`` folder is never taken for ours.
+  """
+  root = pathlib.Path(__file__).resolve().parents[2]
+  try:
+    project = (root / "pyproject.toml").read_text(encoding="utf-8")
+  except OSError:
+    return None
+  if 'name = "optax_exptest"' not in project or not (root / "data").is_dir():
+    return None
+  return root / "data"
+
+
 def default_data_dir() -> pathlib.Path | None:
   """The data folder used when a loader gets ``data_dir=None``.
 
+  The data is not part of the wheel (MNIST alone is 12 MB, a hundred times
+  the code, and the examples and benchmarks that read it live in the
+  repository), so the rule is, in order: ``$OPTAX_EXPTEST_DATA`` if set
+  (whether or not it exists), else the ``data/`` folder of the source checkout
+  this package is imported from (a clone, or an editable install of one),
+  else ``None``: the loaders then raise an error that says what to pass.
+
   Returns:
-    ``$OPTAX_EXPTEST_DATA`` if that variable is set (whether or not it exists),
-    else the repository's ``data/`` folder beside the package when it exists
-    (a source checkout or editable install), else ``None``.
+    The folder, or ``None`` for an installed wheel without the variable.
 
   Examples:
     >>> import os
@@ -193,8 +220,15 @@ def default_data_dir() -> pathlib.Path | None:
   env = os.environ.get(DATA_ENV_VAR)
   if env:
     return pathlib.Path(env).expanduser()
-  repo_data = pathlib.Path(__file__).resolve().parents[2] / "data"
-  return repo_data if repo_data.is_dir() else None
+  return _source_checkout_data_dir()
+
+
+# What `load_tfds` call gives each shipped dataset, for the error messages.
+_TFDS_ALTERNATIVE = {
+    "mnist": (' or read MNIST from TensorFlow Datasets:'
+              ' optax_exptest.datasets.load_tfds("mnist", "train") (and'
+              ' "test"; images (N, 28, 28, 1), labels int64)'),
+}
 
 
 def _find_files(
@@ -204,8 +238,10 @@ def _find_files(
   root = (pathlib.Path(data_dir).expanduser() if data_dir is not None
           else default_data_dir())
   if root is None:
-    looked = (f"${DATA_ENV_VAR} is not set and there is no data/ folder at"
-              f" {pathlib.Path(__file__).resolve().parents[2] / 'data'}")
+    looked = (f"${DATA_ENV_VAR} is not set and optax_exptest is not imported"
+              f" from a source checkout (it is installed at"
+              f" {pathlib.Path(__file__).resolve().parents[1]}; wheels ship no"
+              " data)")
     missing = filenames[0]
   else:
     for folder in (root / subdir, root):
@@ -216,13 +252,13 @@ def _find_files(
     missing = next(f for f in filenames if not (folder / f).is_file())
     origin = ("data_dir argument" if data_dir is not None
               else f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR)
-              else "the repository's data/ folder")
+              else "the source checkout's data/ folder")
     looked = f"looked in {root / subdir} and {root} (from the {origin})"
   raise FileNotFoundError(
       f"Data file {subdir}/{missing} not found: {looked}. Pass"
-      f" data_dir=<folder holding {subdir}/>, set ${DATA_ENV_VAR} to that"
-      " folder (a source checkout of optax_exptest ships it as data/), or use"
-      " optax_exptest.datasets.load_tfds for a TensorFlow Datasets copy."
+      f" data_dir=<folder holding {subdir}/>, or set ${DATA_ENV_VAR} to that"
+      " folder (the data/ folder of a clone of the optax_exptest repository"
+      f" holds it){_TFDS_ALTERNATIVE.get(subdir, '')}."
   )
 
 
@@ -250,7 +286,7 @@ def verify_checksums(data_dir: PathLike | None = None) -> dict[str, str]:
 
   Examples:
     >>> from optax_exptest.datasets import verify_checksums
-    >>> digests = verify_checksums()  # the repository's data/ folder
+    >>> digests = verify_checksums()  # the source checkout's data/ folder
     >>> sorted(digests)[0]
     'california_housing/cal_housing.data'
   """
@@ -276,7 +312,7 @@ def load_mnist(data_dir: PathLike | None = None) -> dict[str, np.ndarray]:
   Args:
     data_dir: folder holding ``mnist/`` (or the four files themselves);
       ``None`` for `default_data_dir` (``$OPTAX_EXPTEST_DATA``, else the
-      repository's ``data/``).
+      ``data/`` folder of the source checkout).
 
   Returns:
     A dict with ``train_images`` (60000, 28, 28) uint8, ``train_labels``

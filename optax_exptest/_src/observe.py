@@ -1,6 +1,7 @@
 """ExpTest's state as plain numbers, for loggers and progress bars."""
 
-from typing import Any, Union
+import types
+from typing import Any, Mapping, Union
 
 import jax
 import numpy as np
@@ -9,6 +10,19 @@ from optax_exptest._src.decision import Decision, Phase
 from optax_exptest._src.exptest import ExpTestState
 
 Number = Union[int, float]
+
+#: One matplotlib colour per decision, for marking a run's decisions on its
+#: loss curve; the examples, notebooks and benchmarks all use it. Green: the
+#: loss decays exponentially, the search ends; red: no decay, rate cut and
+#: parameters reset; grey: the loss still decreases, rate kept; orange:
+#: plateau, rate cut; black: diverged. `Decision.NONE` has no colour.
+DECISION_COLORS: Mapping[Decision, str] = types.MappingProxyType({
+    Decision.EXPONENTIAL: "C2",
+    Decision.RESTART: "C3",
+    Decision.DECREASING: "0.7",
+    Decision.PLATEAU: "C1",
+    Decision.DIVERGED: "k",
+})
 
 
 def find_exptest_state(opt_state: Any) -> ExpTestState:

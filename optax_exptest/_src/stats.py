@@ -18,9 +18,10 @@ called from jitted code): called eagerly, the fixed-length fitting loop would
 otherwise be traced and compiled again on every call.
 
 The weighted forms (:func:`weighted_exponential_test`,
-:func:`weighted_plateau_test`) are what the optimizer calls on its ring
-buffer: a slot of weight 0 is unused, and a slot of weight ``k`` holds the
-mean of ``k`` consecutive losses, whose variance is ``sigma^2 / k``; weighted
+:func:`weighted_plateau_test`) are what the optimizer calls on its loss
+window (``loss_window.LossWindow``, a fixed number of block-averaged slots):
+a slot of weight 0 is unused, and a slot of weight ``k`` holds the mean of
+``k`` consecutive losses, whose variance is ``sigma^2 / k``; weighted
 least squares with these weights is then generalised least squares, and the
 degrees of freedom count slots, not losses.
 """

@@ -4,14 +4,18 @@ import pathlib
 
 import numpy as np
 
-from benchmarks import common, optimizers
-from optax_exptest import Decision
+from benchmarks.lib import common, optimizers
+from optax_exptest import DECISION_COLORS, Decision
 
+# The decisions marked on loss curves (not DECREASING: it ends every tuning
+# window), in the library's colours.
 DECISION_STYLE = {
-    Decision.EXPONENTIAL: ("C2", "ExpTest: exponential decay, tuning"),
-    Decision.RESTART: ("C3", "ExpTest: no decay, cut + reset"),
-    Decision.PLATEAU: ("C1", "ExpTest: plateau, cut"),
-    Decision.DIVERGED: ("k", "ExpTest: diverged, cut + reset"),
+    d: (DECISION_COLORS[d], label) for d, label in [
+        (Decision.EXPONENTIAL, "ExpTest: exponential decay, tuning"),
+        (Decision.RESTART, "ExpTest: no decay, cut + reset"),
+        (Decision.PLATEAU, "ExpTest: plateau, cut"),
+        (Decision.DIVERGED, "ExpTest: diverged, cut + reset"),
+    ]
 }
 
 
@@ -84,10 +88,10 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
     ax.set_ylabel(ylabel)
   handles, labels = [], []
   for ax in axes[: len(factors)]:
-    for h, l in zip(*ax.get_legend_handles_labels()):
-      if l not in labels:
+    for h, label in zip(*ax.get_legend_handles_labels()):
+      if label not in labels:
         handles.append(h)
-        labels.append(l)
+        labels.append(label)
   legend_ax = axes[len(factors)]
   legend_ax.axis("off")
   legend_ax.legend(handles, labels, loc="center", ncol=2, fontsize=8, frameon=False)

@@ -10,7 +10,7 @@ Run: `python -m benchmarks report` after the experiments.
 import json
 import pathlib
 
-from benchmarks import common
+from benchmarks.lib import common
 
 ORDER = [
     ("mnist_logreg", "Table 1: MNIST logistic regression"),
@@ -26,7 +26,7 @@ ORDER = [
 
 FULL_RUN_EXPERIMENTS = ["mnist_logreg", "alpha_beta", "batch_size", "california"]
 
-DIFFERENCES = (pathlib.Path(__file__).resolve().parent / "DIFFERENCES.md")
+DIFFERENCES = (pathlib.Path(__file__).resolve().parents[1] / "DIFFERENCES.md")
 
 
 def _body(markdown: str) -> str:
@@ -34,7 +34,7 @@ def _body(markdown: str) -> str:
   lines = markdown.strip().splitlines()
   if lines and lines[0].startswith("# "):
     lines = lines[1:]
-  return "\n".join("#" + l if l.startswith("## ") else l for l in lines).strip()
+  return "\n".join("#" + line if line.startswith("## ") else line for line in lines).strip()
 
 
 def build(results: pathlib.Path = common.RESULTS) -> str:
@@ -83,14 +83,14 @@ def build(results: pathlib.Path = common.RESULTS) -> str:
   return "\n".join(parts)
 
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 MARKERS = ("<!-- results: begin (python -m benchmarks report) -->",
            "<!-- results: end -->")
 
 
 def readme_table(summary: dict) -> str:
   """The headline table: every optimizer on MNIST and California housing."""
-  from benchmarks import optimizers  # pylint: disable=g-import-not-at-top
+  from benchmarks.lib import optimizers  # pylint: disable=g-import-not-at-top
   mnist, cali = summary.get("mnist_logreg", {}), summary.get("california", {})
   fmt = lambda c, d: (f"{c['mean']:.{d}f} ± {c['std']:.{d}f}" if c and c["n"]
                       and abs(c["mean"]) < 1e4 else ("diverged" if c else "-"))

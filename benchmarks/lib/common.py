@@ -10,7 +10,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# benchmarks/results/, beside the experiments.
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 
 
 def machine() -> dict[str, Any]:
@@ -121,29 +122,6 @@ def progress(iterable, **kwargs):
   except ImportError:
     return iterable
   return tqdm(iterable, **kwargs)
-
-
-def run_arms(fn: Callable, *args: Any) -> tuple[Any, float]:
-  """Runs `jax.jit(jax.vmap(fn))(*args)` with the arm axis over all devices.
-
-  The arms (leading axis of every argument) are padded to a multiple of the
-  number of devices used (at most one per arm) by repeating the last one, sharded with a `NamedSharding`,
-  and the padding is dropped from the outputs. Returns the outputs (on the
-  host) and the wall time of the run, compilation excluded.
-  """
-  arms = jax.tree.leaves(args)[0].shape[0]
-  devices = jax.devices()[:arms]
-  padded = -(-arms // len(devices)) * len(devices)
-  pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - arms, 0)])
-  args = jax.tree.map(lambda x: pad(np.asarray(x)), args)
-  mesh = jax.sharding.Mesh(np.asarray(devices), ("arms",))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("arms"))
-  args = jax.device_put(args, sharding)
-  compiled = jax.jit(jax.vmap(fn)).lower(*args).compile()
-  start = time.perf_counter()
-  out = jax.block_until_ready(compiled(*args))
-  seconds = time.perf_counter() - start
-  return jax.tree.map(lambda x: np.asarray(x)[:arms], out), seconds
 
 
 def parser(doc: str, *, seeds: int | None = 5) -> "argparse.ArgumentParser":

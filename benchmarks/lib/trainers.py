@@ -1,0 +1,272 @@
+"""The one way the benchmarks run arms, and the trainers built on it.
+
+An arm is one training run (one seed, one learning rate or other
+hyperparameters). `run_arms` runs a batch of them as `jax.jit(jax.vmap(run))`
+with the arm axis sharded over all devices: one compiled program per
+optimizer. `train_mnist` (the ExpTest paper's section IV-A) and
+`train_california` (section IV-B) build `run(hparams, seed)` for a problem of
+`problems` and an optimizer of `optimizers`, then call it.
+"""
+
+import time
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks.lib import optimizers
+from benchmarks.lib import problems
+
+
+def run_arms(fn: Callable, *args: Any) -> tuple[Any, float]:
+  """Runs `jax.jit(jax.vmap(fn))(*args)` with the arm axis over all devices.
+
+  The arms (leading axis of every argument) are padded to a multiple of the
+  number of devices used (at most one per arm) by repeating the last one, sharded with a `NamedSharding`,
+  and the padding is dropped from the outputs. Returns the outputs (on the
+  host) and the wall time of the run, compilation excluded.
+  """
+  arms = jax.tree.leaves(args)[0].shape[0]
+  devices = jax.devices()[:arms]
+  padded = -(-arms // len(devices)) * len(devices)
+  pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - arms, 0)])
+  args = jax.tree.map(lambda x: pad(np.asarray(x)), args)
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("arms",))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("arms"))
+  args = jax.device_put(args, sharding)
+  compiled = jax.jit(jax.vmap(fn)).lower(*args).compile()
+  start = time.perf_counter()
+  out = jax.block_until_ready(compiled(*args))
+  seconds = time.perf_counter() - start
+  return jax.tree.map(lambda x: np.asarray(x)[:arms], out), seconds
+
+
+def exptest_fields(state):
+  """ExpTest's rate and decision in `state` (nan and 0 for other optimizers)."""
+  rate = optax.tree.get(state, "learning_rate", jnp.nan)
+  decision = optax.tree.get(state, "decision", jnp.zeros((), jnp.int32))
+  return jnp.asarray(rate, jnp.float32), decision
+
+
+# ----------------------------------------------------------------------------
+# MNIST logistic regression: the data order and the evaluations inside.
+
+
+class MnistRuns(NamedTuple):
+  """Results of `train_mnist`, one row per arm (numpy arrays)."""
+
+  losses: np.ndarray  # (arms, steps) mini-batch training loss
+  accuracy: np.ndarray  # (arms, evals) test accuracy after each eval chunk
+  eval_steps: np.ndarray  # (evals,) steps done at each evaluation
+  learning_rate: np.ndarray  # (arms, steps) ExpTest's rate (nan otherwise)
+  decision: np.ndarray  # (arms, steps) ExpTest's decision codes (0 otherwise)
+  seconds: float  # wall time of the whole batch of runs, compile excluded
+
+
+def make_mnist_run(
+    name: str, make_tx: Callable, data: problems.MnistData, *, batch_size: int,
+    epochs: int, evals_per_epoch: int,
+):
+  """`run(hparams, seed)` training one arm; pure, so it vmaps."""
+  n = data.x_train.shape[0]
+  steps_per_epoch = n // batch_size
+  evals = min(evals_per_epoch, steps_per_epoch)
+  chunk = steps_per_epoch // evals
+  # An epoch starts with the steps that do not fill a chunk, so that every
+  # epoch has all its steps and ends with an evaluation.
+  head = steps_per_epoch - evals * chunk
+
+  def run(hparams, seed):
+    tx = make_tx(**hparams)
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+    params = problems.init_linear(init_key)
+
+    def step(carry, idx):
+      params, state = carry
+      x, y = data.x_train[idx], data.y_train[idx]
+      value, grads = jax.value_and_grad(problems.cross_entropy)(params, x, y)
+      updates, state = tx.update(grads, state, params, value=value)
+      rate, decision = exptest_fields(state)
+      return (optax.apply_updates(params, updates), state), (value, rate, decision)
+
+    def evaluate(carry, indices):
+      carry, records = jax.lax.scan(step, carry, indices)
+      params, state = carry
+      params = optimizers.eval_params(name, state, params)
+      return carry, (records, problems.accuracy(params, data.x_test, data.y_test))
+
+    def epoch(carry, e):
+      perm = jax.random.permutation(jax.random.fold_in(data_key, e), n)
+      perm = perm[: steps_per_epoch * batch_size]
+      carry, head_records = jax.lax.scan(
+          step, carry, perm[: head * batch_size].reshape(head, batch_size)
+      )
+      indices = perm[head * batch_size:].reshape(evals, chunk, batch_size)
+      carry, (records, acc) = jax.lax.scan(evaluate, carry, indices)
+      records = jax.tree.map(
+          lambda h, r: jnp.concatenate([h, r.reshape(-1)]), head_records, records
+      )
+      return carry, (records, acc)
+
+    _, (records, acc) = jax.lax.scan(
+        epoch, (params, tx.init(params)), jnp.arange(epochs)
+    )
+    return jax.tree.map(lambda x: x.reshape(-1), records), acc.reshape(-1)
+
+  eval_steps = (np.arange(epochs)[:, None] * steps_per_epoch + head
+                + chunk * np.arange(1, evals + 1)[None, :]).reshape(-1)
+  return run, eval_steps
+
+
+def train_mnist(
+    name: str, hparams: Mapping[str, np.ndarray], seeds: np.ndarray,
+    data: problems.MnistData, *, eta_max: float, batch_size: int = 32,
+    epochs: int = 5, evals_per_epoch: int = 10, make_tx: Callable | None = None,
+) -> MnistRuns:
+  """Trains one arm per (hparams[i], seeds[i]), all in one vmapped program.
+
+  Args:
+    name: a key of `optimizers.OPTIMIZERS` (for evaluation and the default
+      factory).
+    hparams: per-arm keyword arrays of `make_tx`; by default
+      `{"learning_rate": ...}` for the optimizer's factory.
+    seeds: per-arm seeds (initialisation and data order).
+    data: `problems.mnist_on_device()`'s arrays.
+    eta_max: the bound, given to the factories that start from it.
+    batch_size, epochs, evals_per_epoch: the recipe.
+    make_tx: overrides the registry's factory (e.g. ExpTest's alpha, beta).
+
+  Returns:
+    `MnistRuns`, arms in the order given.
+  """
+  spec = optimizers.OPTIMIZERS[name]
+  full_batch = batch_size >= data.x_train.shape[0]
+  if make_tx is None:
+    make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, full_batch)
+  run, eval_steps = make_mnist_run(
+      name, make_tx, data, batch_size=batch_size, epochs=epochs,
+      evals_per_epoch=evals_per_epoch,
+  )
+  hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+  ((losses, rates, decisions), acc), seconds = run_arms(
+      run, hparams, np.asarray(seeds, np.uint32)
+  )
+  return MnistRuns(
+      losses=np.asarray(losses), accuracy=np.asarray(acc), eval_steps=eval_steps,
+      learning_rate=np.asarray(rates), decision=np.asarray(decisions),
+      seconds=seconds,
+  )
+
+
+def seconds_per_step(name: str, data: problems.MnistData, *, eta_max: float,
+                     learning_rate: float, steps: int = 2000, batch_size=32):
+  """Median wall time of one unbatched training step (for time-to-accuracy)."""
+  spec = optimizers.OPTIMIZERS[name]
+  make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, False)
+  epochs = 1
+  sub = problems.MnistData(
+      data.x_train[: steps * batch_size], data.y_train[: steps * batch_size],
+      data.x_test[:10], data.y_test[:10])
+  run, _ = make_mnist_run(name, make_tx, sub, batch_size=batch_size,
+                          epochs=epochs, evals_per_epoch=1)
+  f = jax.jit(lambda: run({"learning_rate": jnp.float32(learning_rate)}, 0))
+  jax.block_until_ready(f())
+  times = []
+  for _ in range(3):
+    start = time.perf_counter()
+    jax.block_until_ready(f())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times)) / steps
+
+
+# ----------------------------------------------------------------------------
+# California housing: full-batch gradient descent.
+
+
+class CaliforniaRuns(NamedTuple):
+  """Results of `train_california`, one row per arm (numpy arrays)."""
+
+  losses: np.ndarray  # (arms, steps) full-batch training MSE
+  val: np.ndarray  # (arms, evals) validation MSE
+  test: np.ndarray  # (arms, evals) test MSE
+  eval_steps: np.ndarray  # (evals,)
+  final_test: np.ndarray  # (arms,) test MSE of the final iterate
+  best_val_test: np.ndarray  # (arms,) test MSE at the best validation MSE
+  decision: np.ndarray  # (arms, steps) ExpTest's decision codes
+  seconds: float
+
+
+def make_california_run(
+    name: str, make_tx: Callable, data: problems.CaliforniaData, *, steps: int,
+    eval_every: int, row_chunks: int,
+):
+  """`run(hparams, seed)` training one arm; pure, so it vmaps."""
+
+  def run(hparams, seed):
+    tx = make_tx(**hparams)
+    params = problems.init_mlp(jax.random.PRNGKey(seed))
+
+    def step(carry, _):
+      params, state = carry
+      value, grads = problems.full_batch_value_and_grad(
+          params, data.x_train, data.y_train, row_chunks
+      )
+      updates, state = tx.update(grads, state, params, value=value)
+      _, decision = exptest_fields(state)
+      return (optax.apply_updates(params, updates), state), (value, decision)
+
+    def evaluate(carry, _):
+      carry, records = jax.lax.scan(step, carry, None, length=eval_every)
+      params, state = carry
+      p = optimizers.eval_params(name, state, params)
+      return carry, (records, problems.mse(p, data.x_val, data.y_val),
+                     problems.mse(p, data.x_test, data.y_test))
+
+    _, (records, val, test) = jax.lax.scan(
+        evaluate, (params, tx.init(params)), None, length=steps // eval_every
+    )
+    return jax.tree.map(lambda r: r.reshape(-1), records), val, test
+
+  return run
+
+
+def train_california(
+    name: str, hparams: Mapping[str, np.ndarray], seeds: np.ndarray,
+    data: problems.CaliforniaData, *, eta_max: float, steps: int = 10_000,
+    eval_every: int = 10, row_chunks: int | None = None,
+) -> CaliforniaRuns:
+  """Trains one arm per (hparams[i], seeds[i]) in one vmapped program.
+
+  The authors' recipe: full-batch gradient descent for `steps` iterations;
+  the training loss every step, the validation and test MSE every
+  `eval_every` steps, so that both the final iterate's test MSE (what the
+  paper's Table 3 reports) and the test MSE of the best-validation
+  checkpoint (what its text describes) come out of one run. The full-batch
+  gradient is summed over `row_chunks` slices of the training rows
+  (`problems.full_batch_value_and_grad`); the slices shrink as more arms
+  share a device (`problems.auto_row_chunks`: 25 arms run about 10% faster
+  in 72 slices than in 16).
+  """
+  spec = optimizers.OPTIMIZERS[name]
+  make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, True)
+  if row_chunks is None:
+    devices = min(len(seeds), jax.device_count())
+    row_chunks = problems.auto_row_chunks(data.x_train.shape[1], -(-len(seeds) // devices))
+  run = make_california_run(name, make_tx, data, steps=steps,
+                            eval_every=eval_every, row_chunks=row_chunks)
+  hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+  ((losses, decisions), val, test), seconds = run_arms(
+      run, hparams, np.asarray(seeds, np.uint32)
+  )
+  val, test = np.asarray(val, float), np.asarray(test, float)
+  # A diverged run's validation MSE is nan: it never is the best checkpoint.
+  best = np.argmin(np.where(np.isfinite(val), val, np.inf), axis=1)
+  best_val_test = np.where(np.isfinite(val).any(1), test[np.arange(len(test)), best], np.nan)
+  return CaliforniaRuns(
+      losses=np.asarray(losses), val=val, test=test,
+      eval_steps=np.arange(1, steps // eval_every + 1) * eval_every,
+      final_test=test[:, -1], best_val_test=best_val_test,
+      decision=np.asarray(decisions), seconds=seconds,
+  )
