@@ -4,6 +4,8 @@
   upper bound and tunes it on plateaus, by hypothesis tests on the loss
   (arXiv 2411.16975).
 * `lr_upper_bound`: the starting rate, from the inputs' correlation matrix.
+* `lr_upper_bound_from_model`: the starting rate for any model, from the
+  largest eigenvalue of its loss's curvature (Gauss-Newton or Hessian).
 * `exptest_summary`: ExpTest's state as plain numbers, for loggers;
   `DECISION_COLORS`: one colour per decision, for plots.
 * `stats`: the exponential and plateau tests.
@@ -17,6 +19,7 @@
 from optax_exptest import stats
 from optax_exptest import zooming
 from optax_exptest._src.bound import lr_upper_bound
+from optax_exptest._src.curvature import lr_upper_bound_from_model
 from optax_exptest._src.decision import Decision
 from optax_exptest._src.exptest import exptest
 from optax_exptest._src.exptest import ExpTestState
@@ -62,6 +65,7 @@ __all__ = [
     "loss_curve_reward",
     "loss_reward",
     "lr_upper_bound",
+    "lr_upper_bound_from_model",
     "stats",
     "zoom",
     "zooming",

@@ -13,7 +13,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 EXPERIMENTS = [
     "mnist_logreg", "alpha_beta", "batch_size", "california", "cifar10",
-    "step_time", "demo_seeds",
+    "step_time", "demo_seeds", "curvature_bound",
 ]
 
 
@@ -96,6 +96,12 @@ def test_quick_run_writes_results(name, tmp_path):
     for cell in (c for cells in result.values() for c in cells.values()):
       assert cell["n"] + cell["n_diverged"] == 2 and 0 <= cell["mean"] <= 100
     assert (tmp_path / "mnist_logreg_quick.png").stat().st_size > 10_000
+  if name == "curvature_bound":
+    assert set(result) == {"mnist_logreg", "california_mlp", "flax_cnn",
+                           "token_bag"}
+    for task in result.values():
+      assert 0 < task["model_bound"] < 10 and task["best_rate"] in task["rates"]
+      assert task["products"] >= 1 and task["bound_seconds"] > 0
 
 
 def test_report_assembles_the_committed_results(tmp_path):
