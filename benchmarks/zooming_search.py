@@ -44,7 +44,7 @@ import optax_exptest
 from benchmarks import common
 from examples.mnist_demo import init_linear, load_data, loss_fn
 from optax_exptest._src.rewards import accuracy_reward, loss_reward
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 RANGE = (1e-4, 10.0)  # times eta_max
 

@@ -12,10 +12,10 @@ from jax.sharding import PartitionSpec as P
 
 from helpers import log_compilations
 from optax_exptest._src import rewards
-from optax_exptest._src import zoom as zoom_module
-from optax_exptest._src.zoom import make_round
-from optax_exptest._src.zoom import zoom
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src import vmapped_rounds as zoom_module
+from optax_exptest._src.vmapped_rounds import make_round
+from optax_exptest._src.vmapped_rounds import zoom
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 
 def train_fn(learning_rate, key):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from optax_exptest._src import rewards as rewards_module
-from optax_exptest._src import zoom as zoom_module
-from optax_exptest._src import zooming
-from optax_exptest._src.zooming import covers_unit_interval
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src import vmapped_rounds as zoom_module
+from optax_exptest._src import zooming_search as zooming
+from optax_exptest._src.zooming_search import covers_unit_interval
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 
 def peak(x, at=0.37):

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 TrainFn = Callable[[jax.Array, jax.Array], jax.Array]
 _CHECKPOINT_VERSION = 1
