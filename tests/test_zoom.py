@@ -248,6 +248,27 @@ def test_resume_refuses_other_arguments(tmp_path):
          rounds=2, arms_per_round=8, key=KEY, checkpoint=path, progress=False)
 
 
+@pytest.mark.parametrize("text, match", [
+    ('{"version": 1, "search": {"vers', "corrupt or truncated"),
+    ("", "corrupt or truncated"),
+    ("\udcff", None),
+    ("[1, 2]", "holds a JSON list"),
+    ('{"version": 1}', "has no search state"),
+    ('{"version": 1, "search": {"version": 2, "config": {}},'
+     ' "zoom": {"key": KEY, "arms_per_round": 8}}', "incomplete search state"),
+])
+def test_damaged_checkpoint_names_the_file(tmp_path, text, match):
+  path = tmp_path / "search.json"
+  if match is None:  # bytes that are not UTF-8
+    path.write_bytes(b'{"version": \xff')
+    match = "corrupt or truncated"
+  else:
+    path.write_text(text.replace("KEY", json.dumps(zoom_module._key_data(KEY))))
+  with pytest.raises(ValueError, match=match) as info:
+    run_zoom(checkpoint=path)
+  assert str(path) in str(info.value)
+
+
 def test_progress(capsys, monkeypatch):
   run_zoom(rounds=2)
   assert capsys.readouterr().err == ""  # progress=False is silent
