@@ -417,8 +417,10 @@ class ZoomingSearch:
     """Maps arm positions in `[0, 1]` to learning rates."""
     x = np.asarray(position, dtype=np.float64)
     if self._scale == "log":
-      return np.exp(math.log(self._low) + x * math.log(self._high / self._low))
-    return self._low + x * (self._high - self._low)
+      rate = np.exp(math.log(self._low) + x * math.log(self._high / self._low))
+    else:
+      rate = self._low + x * (self._high - self._low)
+    return np.clip(rate, self._low, self._high)  # no rounding past the ends
 
   def radius(self, pulls: npt.ArrayLike) -> np.ndarray:
     """`radius_scale * sqrt(2 log T / (pulls + 1))`."""
@@ -525,7 +527,8 @@ class ZoomingSearch:
     r = self.radius(n_eff)
     # Gaps narrower than a pulled arm's ball do not count (an arm there
     # would be within r(1) / 2 of a ball's edge): no slivers at the ends.
-    gaps = [g for g in _gaps(x - r, x + r) if g[1] - g[0] > float(self.radius(1))]
+    narrow = _gaps(x - r, x + r)
+    gaps = [g for g in narrow if g[1] - g[0] > float(self.radius(1))]
     if gaps:
       length = np.array([b - a for a, b in gaps])
       top = np.flatnonzero(length >= length.max() - GAP_TOLERANCE)
@@ -534,7 +537,7 @@ class ZoomingSearch:
       return len(self._positions) - 1
     mu = self._means()
     eps = 1e-9
-    cands = [np.array([0.0, 1.0]), x]
+    cands = [x]
     for sign in (-1, 1):
       for shift in (0.0, eps):
         cands.append(x + sign * (r * (1 - 1e-12) + shift))
@@ -544,6 +547,8 @@ class ZoomingSearch:
     meet = 0.5 * (x[i] + x[j]) + 0.25 * (mu[j] - mu[i]) * np.sign(x[j] - x[i])
     cands.append(meet)
     y = np.clip(np.concatenate(cands), 0.0, 1.0)
+    for a, b in narrow:  # a point of a narrow gap stands for its midpoint
+      y[(y > a) & (y < b)] = 0.5 * (a + b)
     u = self._optimistic(y, mu, x, r)
     top = np.flatnonzero(u >= u.max() - GAP_TOLERANCE)
     best = float(y[top[0] if top.size == 1 else self._rng.choice(top)])
@@ -703,11 +708,13 @@ class ZoomingSearch:
       (1, [0.25])
     """
     lrs = np.asarray(learning_rates, np.float64).reshape(-1)
-    if not np.all((lrs >= self._low) & (lrs <= self._high)):
+    slack = RATE_TOLERANCE * abs(self._high)
+    if not np.all((lrs >= self._low - slack) & (lrs <= self._high + slack)):
       raise ValueError(
           f"ZoomingSearch.record: learning_rates must lie in [{self._low},"
           f" {self._high}], got {lrs.tolist()}."
       )
+    lrs = np.clip(lrs, self._low, self._high)
     if self._scale == "log":
       u = np.log(lrs / self._low) / math.log(self._high / self._low)
     else:

@@ -26,7 +26,9 @@ class ZoomingSearcher(Searcher):
     search: the `ZoomingSearch` to drive (updated in place).
     param_name: the config key of the rate(s).
     arms_per_trial: rates per trial, `>= 1`.
-    metric, mode: as for every Ray Tune searcher (`mode` "max" or "min").
+    metric, mode: as for every Ray Tune searcher (`mode` "max" or "min");
+      pass them here unless the `Tuner` has a `param_space` (Ray Tune sets
+      them from `TuneConfig` only then).
 
   Examples:
     >>> from optax_exptest import ZoomingSearch
@@ -72,6 +74,12 @@ class ZoomingSearcher(Searcher):
     return True
 
   def suggest(self, trial_id: str) -> Optional[dict[str, Any]]:
+    if self._metric is None:
+      raise ValueError(
+          "ZoomingSearcher: metric is not set; pass metric= (and mode=) to"
+          " ZoomingSearcher (Ray Tune sets them from TuneConfig only when the"
+          " Tuner has a param_space)."
+      )
     pulls = self.search.ask_pulls(self._k)
     self._trials[trial_id] = [p.id for p in pulls]
     rates = [p.learning_rate for p in pulls]
