@@ -53,6 +53,7 @@ program.
 Run: `python -m benchmarks zooming_search [--quick] [--out DIR]`.
 """
 
+import json
 import math
 import time
 from typing import Callable, NamedTuple
@@ -522,6 +523,26 @@ def ranks(results, table, budgets):
   return {m: {b: float(np.mean(v)) for b, v in by.items()} for m, by in out.items()}
 
 
+def account(results, table, budgets):
+  """Where zooming (one a round, defaults) wins and where it does not."""
+  lines = []
+  for name, res in results.items():
+    s = res["summary"]
+    for b in budgets:
+      order = sorted(table, key=lambda m: -s[f"{m} @ {b}"]["best_mean"])
+      z = order.index("zooming") + 1
+      top = order[0]
+      gap = s[f"{top} @ {b}"]["best_mean"] - s[f"zooming @ {b}"]["best_mean"]
+      se = s[f"zooming @ {b}"]["best_sd"] / math.sqrt(len(s[f"zooming @ {b}"]["best"]))
+      if z > 2:
+        lines.append(
+            f"* {name}, {b} pulls: zooming ranks {z}; {top} leads by {gap:.4f}"
+            f" (zooming's standard error {se:.4f}).")
+  if not lines:
+    return ["Zooming (one a round) ranks first or second on every problem and budget."]
+  return ["Cells where zooming (one a round, defaults) ranks below second:", ""] + lines
+
+
 def report(results, table, budgets, seeds, ref_points, gp, quick, out):
   """Writes the JSON, Markdown and figure of the problems done so far."""
 
@@ -569,6 +590,7 @@ def report(results, table, budgets, seeds, ref_points, gp, quick, out):
                ["problem", "variant", "pulls", "zooming", "log grid", "random", "met"],
                [[p, m, b, f"{z:.4f}", f"{g:.4f}", f"{r:.4f}", "yes" if ok else "**no**"]
                 for p, m, b, z, g, r, ok in rows])]
+  md += [""] + account(results, table, budgets)
   markdown = "\n".join(md)
   name = common.result_name("zooming_search", quick)
   path = common.write_results(
@@ -585,6 +607,8 @@ def main(argv=None):
   parser = common.parser(__doc__, seeds=None)
   parser.add_argument("--seeds", type=int, default=None,
                       help="search seeds (default 10; 2 with --quick)")
+  parser.add_argument("--from-json", action="store_true",
+                      help="rewrite the Markdown and figure from the saved JSON")
   parser.add_argument("--problems", default=None,
                       help="comma-separated problems to run, in order (default all);"
                       " results are written after each")
@@ -605,6 +629,14 @@ def main(argv=None):
                 "mnist_logreg": lambda: mnist_logreg(None, 100)}
     chunk, ref_points, ref_keys = 32, 48, 2
   names = args.problems.split(",") if args.problems else list(builders)
+  if args.from_json:
+    name = common.result_name("zooming_search", quick)
+    saved = json.loads((args.out / f"{name}.json").read_text())
+    table = {m: None for m in saved["methods"]}
+    path, markdown = report(saved["results"], table, saved["budgets"], saved["seeds"],
+                            ref_points, "GP-BO (3 startup)" in table, quick, args.out)
+    print(markdown)
+    return path
 
   results = {}
   for problem_name in names:

@@ -356,6 +356,11 @@ def test_benchmark_quick_runs(name, tmp_path, capsys):
         row = result["summary"][f"{method} @ 5"]
         assert 0.0 <= row["best_mean"] <= 1.0
         assert len(row["best"]) == data["seeds"]
+        assert row["cost"] <= 5 + 1e-9  # successive halving within the budget
+    assert data["targets"] and set(data["ranks"]) == set(data["methods"])
+    (tmp_path / f"{name}_quick.md").unlink()
+    module.main(["--quick", "--from-json", "--out", str(tmp_path)])  # no training
+    assert "Targets:" in (tmp_path / f"{name}_quick.md").read_text()
   else:
     assert data["layouts"][0]["ratio"]["median"] > 0
   assert "wrote" in capsys.readouterr().out
