@@ -29,7 +29,7 @@ from benchmarks.lib import common
 from benchmarks.lib.problems import cross_entropy as loss_fn, init_linear
 from benchmarks.zooming_search import mnist
 from optax_exptest._src.rewards import loss_reward
-from optax_exptest._src.zoom import make_round
+from optax_exptest._src.vmapped_rounds import make_round
 
 
 def make_train_fn(x, y, steps, batch, shared):

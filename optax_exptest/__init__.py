@@ -30,8 +30,8 @@ from optax_exptest._src.observe import find_exptest_state
 from optax_exptest._src.rewards import accuracy_reward
 from optax_exptest._src.rewards import loss_curve_reward
 from optax_exptest._src.rewards import loss_reward
-from optax_exptest._src.zoom import zoom
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src.vmapped_rounds import zoom
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 __version__ = "0.1.0"
 

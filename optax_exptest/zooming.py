@@ -11,21 +11,27 @@
 from optax_exptest._src.rewards import accuracy_reward
 from optax_exptest._src.rewards import loss_curve_reward
 from optax_exptest._src.rewards import loss_reward
-from optax_exptest._src.zoom import make_round
-from optax_exptest._src.zoom import write_checkpoint
-from optax_exptest._src.zoom import zoom
-from optax_exptest._src.zooming import Arm
-from optax_exptest._src.zooming import covers_unit_interval
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src.vmapped_rounds import make_round
+from optax_exptest._src.vmapped_rounds import read_checkpoint
+from optax_exptest._src.vmapped_rounds import write_checkpoint
+from optax_exptest._src.vmapped_rounds import zoom
+from optax_exptest._src.zooming_search import Arm
+from optax_exptest._src.zooming_search import covers_unit_interval
+from optax_exptest._src.zooming_search import default_radius_scale
+from optax_exptest._src.zooming_search import Pull
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 __all__ = (
     "Arm",
+    "Pull",
     "ZoomingSearch",
     "accuracy_reward",
     "covers_unit_interval",
+    "default_radius_scale",
     "loss_curve_reward",
     "loss_reward",
     "make_round",
+    "read_checkpoint",
     "write_checkpoint",
     "zoom",
 )

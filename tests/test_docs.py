@@ -5,9 +5,9 @@ import inspect
 import pytest
 
 import optax_exptest
-from optax_exptest import datasets, flax_utils, stats, zooming
+from optax_exptest import datasets, flax_utils, integrations, stats, zooming
 
-MODULES = (optax_exptest, stats, datasets, zooming, flax_utils)
+MODULES = (optax_exptest, stats, datasets, zooming, flax_utils, integrations)
 
 # Functions and classes; modules are checked apart, constants (e.g.
 # `datasets.CHECKSUMS`) are documented where they are defined.

@@ -12,10 +12,10 @@ from jax.sharding import PartitionSpec as P
 
 from helpers import log_compilations
 from optax_exptest._src import rewards
-from optax_exptest._src import zoom as zoom_module
-from optax_exptest._src.zoom import make_round
-from optax_exptest._src.zoom import zoom
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src import vmapped_rounds as zoom_module
+from optax_exptest._src.vmapped_rounds import make_round
+from optax_exptest._src.vmapped_rounds import zoom
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 
 def train_fn(learning_rate, key):
@@ -248,6 +248,27 @@ def test_resume_refuses_other_arguments(tmp_path):
          rounds=2, arms_per_round=8, key=KEY, checkpoint=path, progress=False)
 
 
+@pytest.mark.parametrize("text, match", [
+    ('{"version": 1, "search": {"vers', "corrupt or truncated"),
+    ("", "corrupt or truncated"),
+    ("\udcff", None),
+    ("[1, 2]", "holds a JSON list"),
+    ('{"version": 1}', "has no search state"),
+    ('{"version": 1, "search": {"version": 2, "config": {}},'
+     ' "zoom": {"key": KEY, "arms_per_round": 8}}', "incomplete search state"),
+])
+def test_damaged_checkpoint_names_the_file(tmp_path, text, match):
+  path = tmp_path / "search.json"
+  if match is None:  # bytes that are not UTF-8
+    path.write_bytes(b'{"version": \xff')
+    match = "corrupt or truncated"
+  else:
+    path.write_text(text.replace("KEY", json.dumps(zoom_module._key_data(KEY))))
+  with pytest.raises(ValueError, match=match) as info:
+    run_zoom(checkpoint=path)
+  assert str(path) in str(info.value)
+
+
 def test_progress(capsys, monkeypatch):
   run_zoom(rounds=2)
   assert capsys.readouterr().err == ""  # progress=False is silent
@@ -335,6 +356,11 @@ def test_benchmark_quick_runs(name, tmp_path, capsys):
         row = result["summary"][f"{method} @ 5"]
         assert 0.0 <= row["best_mean"] <= 1.0
         assert len(row["best"]) == data["seeds"]
+        assert row["cost"] <= 5 + 1e-9  # successive halving within the budget
+    assert data["targets"] and set(data["ranks"]) == set(data["methods"])
+    (tmp_path / f"{name}_quick.md").unlink()
+    module.main(["--quick", "--from-json", "--out", str(tmp_path)])  # no training
+    assert "Targets:" in (tmp_path / f"{name}_quick.md").read_text()
   else:
     assert data["layouts"][0]["ratio"]["median"] > 0
   assert "wrote" in capsys.readouterr().out

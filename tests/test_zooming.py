@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 
 from optax_exptest._src import rewards as rewards_module
-from optax_exptest._src import zoom as zoom_module
-from optax_exptest._src import zooming
-from optax_exptest._src.zooming import covers_unit_interval
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src import vmapped_rounds as zoom_module
+from optax_exptest._src import zooming_search as zooming
+from optax_exptest._src.zooming_search import covers_unit_interval
+from optax_exptest._src.zooming_search import ZoomingSearch
+
+
+def classic(low, high, **kwargs):
+  """Classic zooming (Kleinberg et al.'s rules), radius_scale 1 unless given."""
+  kwargs.setdefault("radius_scale", 1.0)
+  return ZoomingSearch(low, high, variant="classic", **kwargs)
 
 
 def peak(x, at=0.37):
@@ -47,7 +53,7 @@ def covered(search):
 @pytest.mark.parametrize("name", sorted(lipschitz_rewards()))
 def test_covering_holds_after_every_round(name, radius_scale, k):
   fn = lipschitz_rewards()[name]
-  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=radius_scale, seed=1)
+  search = classic(0.0, 1.0, horizon=64, radius_scale=radius_scale, seed=1)
 
   def check(search, lrs):
     assert covered(search)  # with the round's pulls pending (hallucinated)
@@ -68,7 +74,7 @@ def test_gap_helper_sees_gaps_and_tolerates_rounding():
 
 
 def test_activation_is_the_midpoint_of_the_leftmost_gap():
-  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  search = classic(0.0, 1.0, horizon=64, radius_scale=0.1)
   search.ask(1)
   r0 = 0.1 * math.sqrt(2 * math.log(64))
   positions = [a.position for a in search.arms]
@@ -81,7 +87,7 @@ def test_activation_is_the_midpoint_of_the_leftmost_gap():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_k1_small_radius_finds_the_maximiser(seed):
-  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1, seed=seed)
+  search = classic(0.0, 1.0, horizon=64, radius_scale=0.1, seed=seed)
   run(search, peak, 64, 1, noise=0.02, seed=seed)
   lr, reward = search.best
   assert abs(lr - 0.37) < 0.05, (lr, reward)
@@ -90,12 +96,12 @@ def test_k1_small_radius_finds_the_maximiser(seed):
 def test_k1_classic_radius_explores_little():
   # Expected behaviour, not a bug: the first ball covers [0, 1] for ~8 log T
   # pulls, so classic zooming keeps pulling the midpoint.
-  search = run(ZoomingSearch(0.0, 1.0, horizon=64), peak, 16, 1)
+  search = run(classic(0.0, 1.0, horizon=64), peak, 16, 1)
   assert {h["learning_rate"] for h in search.history} == {0.5}
 
 
 def test_never_pulled_arms_come_first():
-  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  search = classic(0.0, 1.0, horizon=64, radius_scale=0.1)
   lrs = search.ask(1)
   search.tell(lrs, [1.0])  # the best possible reward...
   fresh = search.ask(2)  # ...still loses to the two fresh arms
@@ -104,7 +110,7 @@ def test_never_pulled_arms_come_first():
 
 
 def test_selection_takes_the_largest_index():
-  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  search = classic(0.0, 1.0, horizon=64, radius_scale=0.1)
   lrs = search.ask(3)
   means = {lr: r for lr, r in zip(sorted(lrs), [0.2, 0.9, 0.5])}
   search.tell(lrs, [means[lr] for lr in lrs])
@@ -117,7 +123,7 @@ def test_selection_takes_the_largest_index():
 @pytest.mark.parametrize("seed", range(3))
 def test_batched_rounds_are_distinct(seed, radius_scale):
   k = 8
-  search = ZoomingSearch(0.0, 1.0, horizon=256, radius_scale=radius_scale, seed=seed)
+  search = classic(0.0, 1.0, horizon=256, radius_scale=radius_scale, seed=seed)
   rng = np.random.default_rng(seed)
   for _ in range(32):
     lrs = search.ask(k)
@@ -127,7 +133,7 @@ def test_batched_rounds_are_distinct(seed, radius_scale):
 
 def test_batched_rounds_zoom_in():
   # Splits put the round's pulls next to the best arm, not on bad arms.
-  search = run(ZoomingSearch(0.0, 1.0, horizon=256, radius_scale=0.1), peak, 24, 8)
+  search = run(classic(0.0, 1.0, horizon=256, radius_scale=0.1), peak, 24, 8)
   distance = np.abs([h["learning_rate"] - 0.37 for h in search.history])
   assert np.median(distance[-8:]) < 0.06 < np.median(distance[:8]), distance
   lr, _ = search.best
@@ -135,7 +141,7 @@ def test_batched_rounds_zoom_in():
 
 
 def test_an_arm_repeats_only_when_nothing_can_be_split():
-  search = ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=0.1)
+  search = classic(0.0, 1.0, horizon=64, radius_scale=0.1)
   lrs = search.ask(3)
   search.tell(lrs, np.where(lrs == 0.5, 1.0, 0.1))
   # Arms at 0.3 and 0.7 with fresh balls cover the middle arm's whole ball,
@@ -150,20 +156,20 @@ def test_an_arm_repeats_only_when_nothing_can_be_split():
 
 def test_first_round_splits_the_first_ball():
   # One ball covers [0, 1]; the round splits it rather than repeat 0.5.
-  lrs = ZoomingSearch(0.0, 1.0, horizon=64).ask(4)
+  lrs = classic(0.0, 1.0, horizon=64).ask(4)
   assert lrs[0] == 0.5 and len(set(lrs.tolist())) == 4
 
 
 def test_smaller_radius_scale_activates_more_arms():
   counts = [
-      len(run(ZoomingSearch(0.0, 1.0, horizon=64, radius_scale=s), peak, 8, 8).arms)
+      len(run(classic(0.0, 1.0, horizon=64, radius_scale=s), peak, 8, 8).arms)
       for s in (1.0, 0.3, 0.1, 0.03)
   ]
   assert counts == sorted(counts) and counts[0] < counts[-1], counts
 
 
 def test_log_scale_maps_arms_log_uniformly():
-  search = ZoomingSearch(1e-4, 1.0, scale="log", horizon=32, radius_scale=0.1)
+  search = classic(1e-4, 1.0, scale="log", horizon=32, radius_scale=0.1)
   lrs = search.ask(8)
   assert np.all((lrs >= 1e-4) & (lrs <= 1.0))
   for a in search.arms:
@@ -172,7 +178,7 @@ def test_log_scale_maps_arms_log_uniformly():
 
 
 def test_tell_matches_rates_in_any_order_and_through_float32():
-  search = ZoomingSearch(1e-3, 1.0, scale="log", horizon=32, radius_scale=0.1)
+  search = classic(1e-3, 1.0, scale="log", horizon=32, radius_scale=0.1)
   lrs = search.ask(4)
   order = [2, 0]
   search.tell(lrs[order].astype(np.float32), [0.1, 0.2])
@@ -184,7 +190,7 @@ def test_tell_matches_rates_in_any_order_and_through_float32():
 
 
 def test_tell_sanitises_rewards():
-  search = ZoomingSearch(0.0, 1.0, horizon=32, radius_scale=0.1)
+  search = classic(0.0, 1.0, horizon=32, radius_scale=0.1)
   lrs = search.ask(5)
   search.tell(lrs, [np.nan, np.inf, -np.inf, 1.03, -0.02])
   assert [h["reward"] for h in search.history] == [0.0, 0.0, 0.0, 1.0, 0.0]
@@ -193,7 +199,7 @@ def test_tell_sanitises_rewards():
 
 
 def test_best_is_the_best_mean():
-  search = ZoomingSearch(0.0, 1.0, horizon=32, radius_scale=0.1)
+  search = classic(0.0, 1.0, horizon=32, radius_scale=0.1)
   with pytest.raises(RuntimeError, match="no reward"):
     search.best  # pylint: disable=pointless-statement
   lrs = search.ask(3)
@@ -203,7 +209,7 @@ def test_best_is_the_best_mean():
 
 @pytest.mark.parametrize("scale", ["linear", "log"])
 def test_state_dict_round_trip_asks_the_same(scale):
-  a = ZoomingSearch(1e-3, 2.0, scale=scale, horizon=64, radius_scale=0.1, seed=3)
+  a = classic(1e-3, 2.0, scale=scale, horizon=64, radius_scale=0.1, seed=3)
   rng = np.random.default_rng(0)
   for _ in range(5):
     lrs = a.ask(4)
@@ -225,16 +231,16 @@ def test_state_dict_round_trip_asks_the_same(scale):
 
 
 def test_load_state_dict_refuses_another_configuration():
-  state = ZoomingSearch(0.0, 1.0, horizon=64).state_dict()
+  state = classic(0.0, 1.0, horizon=64).state_dict()
   with pytest.raises(ValueError, match="horizon=64 vs 32"):
-    ZoomingSearch(0.0, 1.0, horizon=32).load_state_dict(state)
+    classic(0.0, 1.0, horizon=32).load_state_dict(state)
 
 
 def test_seed_changes_the_order_of_fresh_arms_only():
-  asks = [ZoomingSearch(0.0, 1.0, horizon=8, radius_scale=0.1, seed=s).ask(2)
+  asks = [classic(0.0, 1.0, horizon=8, radius_scale=0.1, seed=s).ask(2)
           for s in range(6)]
   assert len({tuple(a) for a in asks}) > 1
-  again = ZoomingSearch(0.0, 1.0, horizon=8, radius_scale=0.1, seed=0).ask(2)
+  again = classic(0.0, 1.0, horizon=8, radius_scale=0.1, seed=0).ask(2)
   np.testing.assert_array_equal(again, asks[0])
 
 
@@ -259,11 +265,11 @@ def test_bad_arguments(kwargs, match):
 @pytest.mark.parametrize("k", [0, -1, 2.5, True, "2"])
 def test_bad_k(k):
   with pytest.raises(ValueError, match="k must be an integer >= 1"):
-    ZoomingSearch(0.0, 1.0, horizon=16).ask(k)
+    classic(0.0, 1.0, horizon=16).ask(k)
 
 
 def test_bad_tell():
-  search = ZoomingSearch(0.0, 1.0, horizon=16, radius_scale=0.1)
+  search = classic(0.0, 1.0, horizon=16, radius_scale=0.1)
   with pytest.raises(ValueError, match="was not asked"):
     search.tell([0.5], [1.0])
   lrs = search.ask(3)
@@ -285,3 +291,146 @@ def test_docstring_examples(module):
       module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
   )
   assert result.attempted > 0 and result.failed == 0
+
+
+# Spread zooming, the default.
+
+
+def random_peaks(n, seed=0):
+  """Noiseless peaks `1 - s |x - a|` at random places and steepness."""
+  rng = np.random.default_rng(seed)
+  return [(float(a), float(s)) for a, s in zip(rng.uniform(size=n), rng.uniform(1, 8, n))]
+
+
+def best_found(search, fn, budget, k):
+  best = 0.0
+  while search.num_pulls < budget:
+    lrs = search.ask(min(k, budget - search.num_pulls))
+    rewards = fn(lrs)
+    search.tell(lrs, rewards)
+    best = max(best, float(np.max(rewards)))
+  return best
+
+
+def test_default_is_spread_with_radius_one_over_t_after_a_pull():
+  for horizon in (3, 10, 30):
+    search = ZoomingSearch(0.0, 1.0, horizon=horizon)
+    assert search.variant == "spread" and search.config["radius_scale"] is None
+    np.testing.assert_allclose(search.radius(1), 1 / horizon)
+    assert search.radius_scale == zooming.default_radius_scale(horizon)
+
+
+def test_first_batched_round_is_the_grid_of_its_arms():
+  lrs = ZoomingSearch(0.0, 1.0, horizon=10).ask(5)
+  np.testing.assert_allclose(lrs, [0.1, 0.3, 0.5, 0.7, 0.9])
+  lrs = ZoomingSearch(1e-4, 1.0, scale="log", horizon=8).ask(4)
+  np.testing.assert_allclose(np.log10(lrs), [-3.5, -2.5, -1.5, -0.5])
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_spread_rounds_are_spread_out_on_a_log_range(k):
+  # The issue's defaults: ask(8) on a log range gave 1e-4, 1.0125e-4, ...
+  search = ZoomingSearch(1e-4, 1.0, scale="log", horizon=32, seed=1)
+  rng = np.random.default_rng(0)
+  for _ in range(32 // k):
+    lrs = search.ask(k)
+    search.tell(lrs, peak(np.log10(lrs) / 4 + 1, at=0.6) + 0.01 * rng.normal(size=k))
+  rounds = {}
+  for h in search.history:
+    rounds.setdefault(h["round"], []).append(h["arm"])
+  for i, arms in rounds.items():  # no near-duplicates within a round
+    assert len(arms) == 1 or np.diff(np.sort(arms)).min() > (0.01 if i < 2 else 1e-4)
+  # The first half of the budget covers [0, 1] evenly, without repeats.
+  first = np.sort([h["arm"] for h in search.history[:16]])
+  assert np.diff(first).min() > 0.01
+  assert np.diff(np.concatenate([[0], first, [1]])).max() < 0.15
+
+
+@pytest.mark.parametrize("budget", [5, 10, 20])
+@pytest.mark.parametrize("k", [1, 5])
+def test_spread_beats_the_grid_on_random_peaks(budget, k):
+  # Mean best-found reward over 40 peaks at random places, at least the log
+  # grid's (cell midpoints) of the same budget.
+  found, grid = [], []
+  for i, (at, slope) in enumerate(random_peaks(40)):
+    fn = lambda x, at=at, slope=slope: np.clip(1 - slope * np.abs(x - at), 0, 1)
+    found.append(best_found(ZoomingSearch(0.0, 1.0, horizon=budget, seed=i), fn, budget, k))
+    grid.append(fn((np.arange(budget) + 0.5) / budget).max())
+  assert np.mean(found) >= np.mean(grid) - 1e-9, (np.mean(found), np.mean(grid))
+
+
+def test_spread_zooms_in_on_the_peak():
+  search = ZoomingSearch(0.0, 1.0, horizon=20, seed=0)
+  best_found(search, lambda x: peak(x, at=0.62), 20, 1)
+  distance = np.abs([h["arm"] - 0.62 for h in search.history])
+  assert np.median(distance[-5:]) < 0.05 < np.median(distance[:5]), distance
+  assert abs(search.best[0] - 0.62) < 0.02
+
+
+# Pull ids.
+
+
+def test_ask_pulls_and_tell_by_id_or_pull():
+  search = ZoomingSearch(1e-3, 1.0, scale="log", horizon=16)
+  pulls = search.ask_pulls(3)
+  assert [p.id for p in pulls] == [0, 1, 2] and {p.round for p in pulls} == {0}
+  assert search.pending_pulls == pulls
+  search.tell_ids([pulls[2].id], [0.7])
+  search.tell([pulls[0]], [0.2])
+  assert [p.id for p in search.pending_pulls] == [1]
+  assert [h["pull"] for h in search.history] == [2, 0]
+  assert [h["reward"] for h in search.history] == [0.7, 0.2]
+  more = search.ask_pulls(2)
+  assert [p.id for p in more] == [3, 4] and {p.round for p in more} == {1}
+
+
+def test_tell_ids_tells_repeated_rates_apart():
+  search = classic(0.0, 1.0, horizon=64, radius_scale=0.1)
+  lrs = search.ask(3)
+  search.tell(lrs, np.where(lrs == 0.5, 1.0, 0.1))
+  r0 = 0.1 * math.sqrt(2 * math.log(64))  # as in the test of repeats above
+  search._positions += [0.5 - r0 / 2, 0.5 + r0 / 2]  # pylint: disable=protected-access
+  search._counts += [1, 1]  # pylint: disable=protected-access
+  search._sums += [0.0, 0.0]  # pylint: disable=protected-access
+  a, b, c = search.ask_pulls(3)
+  assert a.learning_rate == b.learning_rate == c.learning_rate == 0.5
+  search.tell_ids([b.id], [0.9])
+  assert search.history[-1]["pull"] == b.id and search.pending_pulls == [a, c]
+
+
+def test_bad_tell_ids():
+  search = ZoomingSearch(0.0, 1.0, horizon=16)
+  ids = [p.id for p in search.ask_pulls(2)]
+  with pytest.raises(ValueError, match="pull id 7 is not pending"):
+    search.tell_ids([7], [1.0])
+  with pytest.raises(ValueError, match="given twice"):
+    search.tell_ids([ids[0], ids[0]], [1.0, 1.0])
+  with pytest.raises(ValueError, match="same length"):
+    search.tell_ids(ids, [1.0])
+  assert search.num_pulls == 0
+  search.tell_ids(ids[:1], [1.0])
+  with pytest.raises(ValueError, match="already told"):
+    search.tell_ids(ids[:1], [1.0])
+
+
+def test_pull_ids_survive_a_checkpoint():
+  search = ZoomingSearch(0.0, 1.0, horizon=16)
+  search.tell(search.ask_pulls(2), [0.1, 0.2])
+  pending = search.ask_pulls(3)
+  restored = ZoomingSearch.from_state_dict(json.loads(json.dumps(search.state_dict())))
+  assert restored.pending_pulls == pending
+  restored.tell_ids([pending[1].id], [0.5])
+  assert restored.ask_pulls(1)[0].id == 5
+
+
+def test_version_1_state_loads_as_classic_zooming():
+  search = classic(0.0, 1.0, horizon=16, radius_scale=0.1)
+  search.tell(search.ask(2), [0.1, 0.2])
+  search.ask(1)
+  state = json.loads(json.dumps(search.state_dict()))
+  state["version"] = 1
+  del state["config"]["variant"], state["next_id"]
+  state["pending"] = [p[:2] for p in state["pending"]]
+  restored = ZoomingSearch.from_state_dict(state)
+  assert restored.variant == "classic" and restored.radius_scale == 0.1
+  np.testing.assert_array_equal(restored.ask(2), search.ask(2))

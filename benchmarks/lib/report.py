@@ -20,7 +20,7 @@ ORDER = [
     ("cifar10", "Table 4: CIFAR-10 with VGG-16"),
     ("demo_seeds", "The demo over seeds"),
     ("step_time", "ExpTest's cost per step"),
-    ("zooming_search", "Zooming search against TPE, random and grid"),
+    ("zooming_search", "Zooming search against fair baselines"),
     ("zooming_speed", "Zooming: vmapped rounds"),
 ]
 

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
-from optax_exptest._src.zooming import ZoomingSearch
+from optax_exptest._src.zooming_search import ZoomingSearch
 
 TrainFn = Callable[[jax.Array, jax.Array], jax.Array]
 _CHECKPOINT_VERSION = 1
@@ -182,9 +182,56 @@ def write_checkpoint(path: Union[str, os.PathLike], state: dict[str, Any]) -> No
     os.close(dir_fd)
 
 
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
+  """Reads a JSON checkpoint, with a clear error when it is damaged.
+
+  Args:
+    path: a file written by `write_checkpoint` (e.g. by `zoom`).
+
+  Returns:
+    The dict that was written.
+
+  Raises:
+    ValueError: naming the file, when it is not valid JSON (corrupt or
+      truncated) or does not hold a JSON object.
+
+  Examples:
+    >>> import pathlib, tempfile
+    >>> from optax_exptest.zooming import read_checkpoint, write_checkpoint
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "search.json"
+    >>> write_checkpoint(path, {"a": 1})
+    >>> read_checkpoint(path)
+    {'a': 1}
+    >>> _ = path.write_text('{"a": ')  # truncated
+    >>> read_checkpoint(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint .../search.json is corrupt or truncated ...
+  """
+  path = pathlib.Path(path)
+  try:
+    state = json.loads(path.read_bytes().decode("utf-8"))
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ValueError(
+        f"checkpoint {str(path)} is corrupt or truncated (not valid JSON:"
+        f" {e}); delete it to start afresh, or restore a backup."
+    ) from e
+  if not isinstance(state, dict):
+    raise ValueError(
+        f"checkpoint {str(path)} holds a JSON {type(state).__name__}, not an"
+        " object: it was not written by write_checkpoint."
+    )
+  return state
+
+
 def _resume(path: pathlib.Path, search: ZoomingSearch, key_data: list[int],
             arms_per_round: int) -> None:
-  saved = json.loads(path.read_text())
+  saved = read_checkpoint(path)
+  if not isinstance(saved.get("search"), dict):
+    raise ValueError(
+        f"zoom: checkpoint {str(path)} has no search state (key 'search');"
+        " it was not written by zoom. Pass another checkpoint path."
+    )
   meta = saved.get("zoom", {})
   if meta.get("key") != key_data or meta.get("arms_per_round") != arms_per_round:
     raise ValueError(
@@ -194,7 +241,13 @@ def _resume(path: pathlib.Path, search: ZoomingSearch, key_data: list[int],
         " would not match an uninterrupted one. Pass the same values, or"
         " another checkpoint path."
     )
-  search.load_state_dict(saved["search"])
+  try:
+    search.load_state_dict(saved["search"])
+  except (KeyError, TypeError, IndexError) as e:
+    raise ValueError(
+        f"zoom: checkpoint {str(path)} holds an incomplete search state"
+        f" ({type(e).__name__}: {e}); delete it to start afresh."
+    ) from e
 
 
 def _progress(progress: bool, total: int, initial: int):
