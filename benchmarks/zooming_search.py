@@ -331,7 +331,7 @@ def log_grid(low, high, budget, seed):
 
 def _has_torch():
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # noqa: F401  (only whether it imports)
   except ImportError:
     return False
   return True
