@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_exptest._src import correction as correction_lib
+from optax_exptest._src import inner_rules
 from optax_exptest._src import window as window_lib
 from optax_exptest._src.decision import Decision
 from optax_exptest._src.decision import decide
@@ -101,6 +102,9 @@ class _Hyperparameters(NamedTuple):
   beta: jax.Array
   divergence_factor: jax.Array
   loss_floor: jax.Array
+  # `||u|| / ||g||` this step for a normalizing inner until the scale is
+  # fixed, 1 otherwise (`inner_rules`).
+  displacement_ratio: jax.Array
 
 
 # ----------------------------------------------------------------------------
@@ -226,6 +230,7 @@ def _decide_step(
     sgd_correction: bool,
 ) -> _Controls:
   """The rare branch: fix L0, test a complete window, apply the verdict."""
+  controls = _match_displacement(controls, value, hp)
   window = window_lib.fix_scale(
       controls.window, value, hp.loss_floor, controls.learning_rate
   )
@@ -266,6 +271,19 @@ def _decide_step(
       p_value=p.astype(controls.p_value.dtype),
       decision=verdict.decision,
       window=window,
+  )
+
+
+def _match_displacement(
+    controls: _Controls, value: jax.Array, hp: _Hyperparameters
+) -> _Controls:
+  """At the first finite loss: `eta /= rho`, `rho` into the window's gain."""
+  new = jnp.isfinite(value) & (controls.window.loss_scale <= 0)
+  rho = jnp.where(new, hp.displacement_ratio, 1).astype(hp.alpha.dtype)
+  window = controls.window
+  return controls._replace(
+      learning_rate=controls.learning_rate / rho,
+      window=window._replace(rate_gain=window.rate_gain * rho),
   )
 
 
@@ -332,12 +350,13 @@ class _Config(NamedTuple):
   sgd_correction: bool
   reset: bool
   capacity: int
+  rule: inner_rules.InnerRule
 
   def hyperparameters(self, dtype: jnp.dtype) -> _Hyperparameters:
     factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
     return _Hyperparameters(*(
         jnp.asarray(x, dtype)
-        for x in (self.alpha, self.beta, factor, self.loss_floor)
+        for x in (self.alpha, self.beta, factor, self.loss_floor, 1.0)
     ))
 
 
@@ -350,7 +369,9 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
   else:
     correction = correction_lib.CorrectionState(jnp.zeros((), dtype), ())
   return ExpTestState(
-      learning_rate=jnp.asarray(config.learning_rate, dtype),
+      learning_rate=jnp.asarray(
+          config.rule.start_rate(config.learning_rate), dtype
+      ),
       phase=zero,
       num_cuts=zero,
       num_resets=zero,
@@ -358,7 +379,8 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       decision=zero,
       step=zero,
       window=window_lib.init(
-          config.capacity, dtype, measuring=config.sgd_correction
+          config.capacity, dtype, measuring=config.sgd_correction,
+          rate_gain=config.rule.gain,
       ),
       correction=correction,
       anchor_params=params,
@@ -425,9 +447,16 @@ def _update(
       p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
       window=window_lib.record(state.window, value),
   )
+  hp = config.hyperparameters(dtype)
+  if config.rule.measures_ratio:
+    hp = hp._replace(displacement_ratio=lazy_cond(
+        state.window.loss_scale > 0,
+        lambda g, u: jnp.ones((), dtype),
+        lambda g, u: inner_rules.displacement_ratio(g, u, dtype),
+        grads, updates,
+    ))
   controls, correction = _rare_branches(
-      config, controls, state.correction, grads, value, flag,
-      config.hyperparameters(dtype),
+      config, controls, state.correction, grads, value, flag, hp
   )
 
   # What the update does follows from the decision.
@@ -591,7 +620,7 @@ def exptest(
       learning_rate=learning_rate, alpha=alpha, beta=beta,
       divergence_factor=divergence_factor, loss_floor=loss_floor,
       inner=inner, sgd_correction=sgd_correction, reset=reset,
-      capacity=capacity,
+      capacity=capacity, rule=inner_rules.classify(inner),
   )
 
   def update_fn(
