@@ -544,7 +544,15 @@ def exptest(
   `inner=optax.scale_by_adam()`: ExpTest owns that state and re-initialises
   it on a reset. In `optax.chain(optax.trace(0.9), exptest(...))` the
   momentum is not reset: after a restart the first updates still carry the
-  old momentum.
+  old momentum, and no inner rule applies (below).
+
+  With `inner=`, `learning_rate` stays the bound in gradient-descent units:
+  ExpTest probes `inner` and uses its effective rate `rho * eta`, the
+  gradient-descent rate with the same displacement (`inner_rules`,
+  `docs/design.md` 4a). It starts at `learning_rate / rho` and computes
+  every `W` at `rho * eta`. Heavy ball and Nesterov (`optax.trace(beta)`)
+  have `rho = 1 / (1 - beta)`; for Adam's or RMSprop's scaling `rho =
+  ||u|| / ||g||` at the first finite loss; for other inners `rho = 1`.
 
   Memory: the state holds a copy of the parameters (the anchor), a gradient
   sum (with `sgd_correction`) and `capacity` loss slots, whatever the window
@@ -568,7 +576,7 @@ def exptest(
     beta: factor of each rate cut, in (0, 1).
     inner: an optional transformation applied to the gradients before
       ExpTest scales them (momentum, Adam's scaling); ExpTest re-initialises
-      its state on a reset.
+      its state on a reset, and maps `learning_rate` to its rate.
     sgd_correction: measure the mini-batch window correction `c_w`; set
       False for full-batch training.
     reset: on a failed search, return to the initial parameters (the paper's
