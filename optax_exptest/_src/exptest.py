@@ -102,9 +102,9 @@ class _Hyperparameters(NamedTuple):
   beta: jax.Array
   divergence_factor: jax.Array
   loss_floor: jax.Array
-  # `||u|| / ||g||` this step for a normalizing inner until the scale is
+  # `<g, u> / <g, g>` this step for a normalizing inner until the scale is
   # fixed, 1 otherwise (`inner_rules`).
-  displacement_ratio: jax.Array
+  decrease_ratio: jax.Array
 
 
 # ----------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def _decide_step(
     sgd_correction: bool,
 ) -> _Controls:
   """The rare branch: fix L0, test a complete window, apply the verdict."""
-  controls = _match_displacement(controls, value, hp)
+  controls = _match_decrease(controls, value, hp)
   window = window_lib.fix_scale(
       controls.window, value, hp.loss_floor, controls.learning_rate
   )
@@ -274,12 +274,12 @@ def _decide_step(
   )
 
 
-def _match_displacement(
+def _match_decrease(
     controls: _Controls, value: jax.Array, hp: _Hyperparameters
 ) -> _Controls:
   """At the first finite loss: `eta /= rho`, `rho` into the window's gain."""
   new = jnp.isfinite(value) & (controls.window.loss_scale <= 0)
-  rho = jnp.where(new, hp.displacement_ratio, 1).astype(hp.alpha.dtype)
+  rho = jnp.where(new, hp.decrease_ratio, 1).astype(hp.alpha.dtype)
   window = controls.window
   return controls._replace(
       learning_rate=controls.learning_rate / rho,
@@ -449,10 +449,10 @@ def _update(
   )
   hp = config.hyperparameters(dtype)
   if config.rule.measures_ratio:
-    hp = hp._replace(displacement_ratio=lazy_cond(
+    hp = hp._replace(decrease_ratio=lazy_cond(
         state.window.loss_scale > 0,
         lambda g, u: jnp.ones((), dtype),
-        lambda g, u: inner_rules.displacement_ratio(g, u, dtype),
+        lambda g, u: inner_rules.decrease_ratio(g, u, dtype),
         grads, updates,
     ))
   controls, correction = _rare_branches(
@@ -548,11 +548,11 @@ def exptest(
 
   With `inner=`, `learning_rate` stays the bound in gradient-descent units:
   ExpTest probes `inner` and uses its effective rate `rho * eta`, the
-  gradient-descent rate with the same displacement (`inner_rules`,
+  gradient-descent rate with the same loss decrease per step (`inner_rules`,
   `docs/design.md` 4a). It starts at `learning_rate / rho` and computes
   every `W` at `rho * eta`. Heavy ball and Nesterov (`optax.trace(beta)`)
   have `rho = 1 / (1 - beta)`; for Adam's or RMSprop's scaling `rho =
-  ||u|| / ||g||` at the first finite loss; for other inners `rho = 1`.
+  <g, u> / <g, g>` at the first finite loss; for other inners `rho = 1`.
 
   Memory: the state holds a copy of the parameters (the anchor), a gradient
   sum (with `sgd_correction`) and `capacity` loss slots, whatever the window

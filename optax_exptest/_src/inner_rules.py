@@ -4,7 +4,8 @@ The paper's bound `eta_max` and window `W = 2 sqrt(2) L0 / (e eta)` are
 derived for gradient descent, whose step is `eta * g`. With `inner=` the step
 is `eta * u`, `u` the inner transformation's output, and the same `eta` moves
 the parameters by a different amount. The rule here maps an inner rate to the
-gradient-descent rate with the same displacement, its *effective rate*
+gradient-descent rate with the same first-order loss decrease per step, its
+*effective rate*
 `eta_eff = rho * eta`, and uses it where the paper uses `eta`:
 
 * the run starts at `eta_0 = eta_max / rho` (so that `eta_eff = eta_max`, the
@@ -23,10 +24,14 @@ it (`classify`) rather than by its name or state type, so wrappers,
   `rho = G`, exactly, from the probe.
 * **normalizing** inners (`u` does not scale with `g`: `scale_by_adam`,
   `scale_by_rms`, `scale_by_adamax`, sign methods): no constant maps the two
-  rates, since `||u|| / ||g||` depends on the gradients' size. `rho` is
-  measured at the first finite loss as `||u_1|| / ||g_1||`, the ratio of the
-  first steps' displacements; the run starts at `eta_max ||g_1|| / ||u_1||`
-  and keeps that `rho` for its windows.
+  rates, since `u` does not grow with `g`. `rho` is measured at the first
+  finite loss as `<g_1, u_1> / <g_1, g_1>`, the ratio of the first step's
+  first-order loss decrease to gradient descent's (for Adam, whose first
+  update is `sign(g_1)`, `||g_1||_1 / ||g_1||^2`); the run starts at
+  `eta_max / rho`, where its first step decreases the loss as fast as
+  gradient descent's at the bound, and keeps that `rho` for its windows.
+  For a linear inner at a constant gradient the same ratio is its DC gain:
+  one rule, "match the loss decrease per step", covers both kinds.
 * anything else (`unknown`: a shape-dependent inner, one that fails on the
   probe, a negative gain): `rho = 1`, today's behaviour.
 
@@ -40,9 +45,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_exptest._src import correction
-
-__all__ = ["InnerRule", "classify", "PLAIN", "displacement_ratio"]
+__all__ = ["InnerRule", "classify", "PLAIN", "decrease_ratio"]
 
 # Kinds of inner transformation.
 PLAIN = "plain"
@@ -161,12 +164,17 @@ def classify(inner: Optional[optax.GradientTransformation]) -> InnerRule:
   return InnerRule(UNKNOWN)
 
 
-def displacement_ratio(
+def decrease_ratio(
     grads: optax.Updates, updates: optax.Updates, dtype: jnp.dtype
 ) -> jax.Array:
-  """`||u|| / ||g||`, the inner's displacement per unit of gradient descent's.
+  """`<g, u> / <g, g>`: the inner's first-order loss decrease per unit of GD's.
 
-  1 when it is not finite and positive (a zero gradient, a zero update).
+  A step `-eta u` decreases the loss to first order by `eta <g, u>`, gradient
+  descent's `-eta g` by `eta <g, g>`; the ratio is the factor `rho` that
+  makes the two decreases equal. It is the DC gain for a linear inner at a
+  constant gradient, and `||g||_1 / ||g||^2` for Adam's first update
+  `sign(g)`. 1 when it is not finite and positive (a zero gradient, an
+  update against the gradient, an overflow).
 
   Args:
     grads: this step's gradient.
@@ -175,6 +183,18 @@ def displacement_ratio(
 
   Returns:
     A positive scalar of `dtype`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from optax_exptest._src import inner_rules
+    >>> g = jnp.array([3.0, -1.0])
+    >>> float(inner_rules.decrease_ratio(g, jnp.sign(g), jnp.float32))
+    0.4
   """
-  ratio = correction.norm(updates, dtype) / correction.norm(grads, dtype)
+  dot = lambda a, b: sum(
+      (jnp.vdot(x.astype(dtype), y.astype(dtype))
+       for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))),
+      start=jnp.zeros((), dtype),
+  )
+  ratio = dot(grads, updates) / dot(grads, grads)
   return jnp.where(jnp.isfinite(ratio) & (ratio > 0), ratio, 1).astype(dtype)
