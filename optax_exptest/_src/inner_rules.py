@@ -188,11 +188,11 @@ def decrease_ratio(
     >>> import jax.numpy as jnp
     >>> from optax_exptest._src import inner_rules
     >>> g = jnp.array([3.0, -1.0])
-    >>> float(inner_rules.decrease_ratio(g, jnp.sign(g), jnp.float32))
+    >>> round(float(inner_rules.decrease_ratio(g, jnp.sign(g), jnp.float32)), 4)
     0.4
   """
   dot = lambda a, b: sum(
-      (jnp.vdot(x.astype(dtype), y.astype(dtype))
+      (jnp.sum(x.astype(dtype) * y.astype(dtype))
        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))),
       start=jnp.zeros((), dtype),
   )
