@@ -329,7 +329,7 @@ def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
   }[inner]
   lr0 = 30.0 if inner != "adam" else 3.0
   tx = optax_exptest.exptest(lr0, inner=make_inner(), sgd_correction=False)
-  _, _, (_, decisions, rates, trajectory) = train(tx, loss, params, 300)
+  _, state, (_, decisions, rates, trajectory) = train(tx, loss, params, 300)
   decisions = np.asarray(decisions)
   restarts = np.nonzero(
       (decisions == Decision.RESTART) | (decisions == Decision.DIVERGED)
@@ -340,7 +340,9 @@ def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
   scale = max(float(jnp.max(jnp.abs(x[last - 1]))) for x in jax.tree.leaves(trajectory))
   assert_trees_all_close(after, params, atol=4 * np.finfo(np.float32).eps * scale)
 
-  new_rate = float(rates[last])
+  # The fresh run is given the rate in gradient-descent units, as the first
+  # was: the new rate times the inner's displacement ratio (inner_rules).
+  new_rate = float(rates[last]) * float(state.window.rate_gain)
   fresh = optax_exptest.exptest(new_rate, inner=make_inner(), sgd_correction=False)
   horizon = 40
   _, _, (_, fresh_decisions, _, fresh_traj) = train(fresh, loss, after, horizon)

@@ -182,7 +182,9 @@ def test_reverse_mode_through_update(inner):
     return loss(p)
 
   tx = optax_exptest.exptest(lr, inner=make(), sgd_correction=False)
-  reference = optax.chain(make() or optax.identity(), optax.scale(-lr))
+  # The rate ExpTest starts at: lr, or (1 - 0.9) lr with momentum (inner_rules).
+  rate = float(tx.init(params).learning_rate)
+  reference = optax.chain(make() or optax.identity(), optax.scale(-rate))
 
   def reference_loss(p0):
     p, state = p0, reference.init(p0)

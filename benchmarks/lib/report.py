@@ -22,6 +22,7 @@ ORDER = [
     ("step_time", "ExpTest's cost per step"),
     ("zooming_search", "Zooming search against fair baselines"),
     ("zooming_speed", "Zooming: vmapped rounds"),
+    ("inner_rules", "ExpTest with momentum and Adam inside"),
 ]
 
 FULL_RUN_EXPERIMENTS = ["mnist_logreg", "alpha_beta", "batch_size", "california"]

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_exptest._src import correction as correction_lib
+from optax_exptest._src import inner_rules
 from optax_exptest._src import window as window_lib
 from optax_exptest._src.decision import Decision
 from optax_exptest._src.decision import decide
@@ -101,6 +102,9 @@ class _Hyperparameters(NamedTuple):
   beta: jax.Array
   divergence_factor: jax.Array
   loss_floor: jax.Array
+  # `<g, u> / <g, g>` this step for a normalizing inner until the scale is
+  # fixed, 1 otherwise (`inner_rules`).
+  decrease_ratio: jax.Array
 
 
 # ----------------------------------------------------------------------------
@@ -226,6 +230,7 @@ def _decide_step(
     sgd_correction: bool,
 ) -> _Controls:
   """The rare branch: fix L0, test a complete window, apply the verdict."""
+  controls = _match_decrease(controls, value, hp)
   window = window_lib.fix_scale(
       controls.window, value, hp.loss_floor, controls.learning_rate
   )
@@ -266,6 +271,19 @@ def _decide_step(
       p_value=p.astype(controls.p_value.dtype),
       decision=verdict.decision,
       window=window,
+  )
+
+
+def _match_decrease(
+    controls: _Controls, value: jax.Array, hp: _Hyperparameters
+) -> _Controls:
+  """At the first finite loss: `eta /= rho`, `rho` into the window's gain."""
+  new = jnp.isfinite(value) & (controls.window.loss_scale <= 0)
+  rho = jnp.where(new, hp.decrease_ratio, 1).astype(hp.alpha.dtype)
+  window = controls.window
+  return controls._replace(
+      learning_rate=controls.learning_rate / rho,
+      window=window._replace(rate_gain=window.rate_gain * rho),
   )
 
 
@@ -332,12 +350,13 @@ class _Config(NamedTuple):
   sgd_correction: bool
   reset: bool
   capacity: int
+  rule: inner_rules.InnerRule
 
   def hyperparameters(self, dtype: jnp.dtype) -> _Hyperparameters:
     factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
     return _Hyperparameters(*(
         jnp.asarray(x, dtype)
-        for x in (self.alpha, self.beta, factor, self.loss_floor)
+        for x in (self.alpha, self.beta, factor, self.loss_floor, 1.0)
     ))
 
 
@@ -350,7 +369,9 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
   else:
     correction = correction_lib.CorrectionState(jnp.zeros((), dtype), ())
   return ExpTestState(
-      learning_rate=jnp.asarray(config.learning_rate, dtype),
+      learning_rate=jnp.asarray(
+          config.rule.start_rate(config.learning_rate), dtype
+      ),
       phase=zero,
       num_cuts=zero,
       num_resets=zero,
@@ -358,7 +379,8 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       decision=zero,
       step=zero,
       window=window_lib.init(
-          config.capacity, dtype, measuring=config.sgd_correction
+          config.capacity, dtype, measuring=config.sgd_correction,
+          rate_gain=config.rule.gain,
       ),
       correction=correction,
       anchor_params=params,
@@ -405,6 +427,7 @@ class _Static(NamedTuple):
   inner: Optional[optax.GradientTransformationExtraArgs]
   sgd_correction: bool
   reset: bool
+  measures_ratio: bool
 
 
 def _update(
@@ -424,7 +447,10 @@ def _update(
     updates, inner_state = config.inner.update(
         grads, inner_state, params, value=value, **extra_args
     )
-  static = _Static(config.inner, config.sgd_correction, config.reset)
+  static = _Static(
+      config.inner, config.sgd_correction, config.reset,
+      config.rule.measures_ratio,
+  )
   return _record_decide_apply(
       static, config.hyperparameters(dtype), grads, updates, inner_state,
       state, params, value,
@@ -454,6 +480,14 @@ def _record_decide_apply(
       p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
       window=window_lib.record(state.window, value),
   )
+  dtype = state.learning_rate.dtype
+  if static.measures_ratio:
+    hp = hp._replace(decrease_ratio=lazy_cond(
+        state.window.loss_scale > 0,
+        lambda g, u: jnp.ones((), dtype),
+        lambda g, u: inner_rules.decrease_ratio(g, u, dtype),
+        grads, updates,
+    ))
   controls, correction = _rare_branches(
       static, controls, state.correction, grads, value, flag, hp
   )
@@ -543,7 +577,15 @@ def exptest(
   `inner=optax.scale_by_adam()`: ExpTest owns that state and re-initialises
   it on a reset. In `optax.chain(optax.trace(0.9), exptest(...))` the
   momentum is not reset: after a restart the first updates still carry the
-  old momentum.
+  old momentum, and no inner rule applies (below).
+
+  With `inner=`, `learning_rate` stays the bound in gradient-descent units:
+  ExpTest probes `inner` and uses its effective rate `rho * eta`, the
+  gradient-descent rate with the same loss decrease per step (`inner_rules`,
+  `docs/design.md` 4a). It starts at `learning_rate / rho` and computes
+  every `W` at `rho * eta`. Heavy ball and Nesterov (`optax.trace(beta)`)
+  have `rho = 1 / (1 - beta)`; for Adam's or RMSprop's scaling `rho =
+  <g, u> / <g, g>` at the first finite loss; for other inners `rho = 1`.
 
   Memory: the state holds a copy of the parameters (the anchor), a gradient
   sum (with `sgd_correction`) and `capacity` loss slots, whatever the window
@@ -567,7 +609,7 @@ def exptest(
     beta: factor of each rate cut, in (0, 1).
     inner: an optional transformation applied to the gradients before
       ExpTest scales them (momentum, Adam's scaling); ExpTest re-initialises
-      its state on a reset.
+      its state on a reset, and maps `learning_rate` to its rate.
     sgd_correction: measure the mini-batch window correction `c_w`; set
       False for full-batch training.
     reset: on a failed search, return to the initial parameters (the paper's
@@ -619,7 +661,7 @@ def exptest(
       learning_rate=learning_rate, alpha=alpha, beta=beta,
       divergence_factor=divergence_factor, loss_floor=loss_floor,
       inner=inner, sgd_correction=sgd_correction, reset=reset,
-      capacity=capacity,
+      capacity=capacity, rule=inner_rules.classify(inner),
   )
 
   def update_fn(

@@ -27,7 +27,7 @@ paper's case), with two guards:
 """
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,8 @@ class WindowState(NamedTuple):
     next_event: the loss count at which the window needs attention next
       (the first loss, its end, a full buffer), so that the per-step path
       compares one integer.
+    rate_gain: `rho`, the factor from the rate to the gradient-descent rate
+      `W` is computed at (`inner_rules`; 1 without an inner).
   """
 
   losses: loss_window.LossWindow
@@ -64,6 +66,7 @@ class WindowState(NamedTuple):
   length: jax.Array
   measuring: jax.Array
   next_event: jax.Array
+  rate_gain: jax.Array
 
 
 def window_size(loss_scale: jax.Array, learning_rate: jax.Array) -> jax.Array:
@@ -112,7 +115,9 @@ def _with_next_event(window: WindowState) -> WindowState:
   return window._replace(next_event=_next_event(window))
 
 
-def init(capacity: int, dtype: jnp.dtype, measuring: bool) -> WindowState:
+def init(
+    capacity: int, dtype: jnp.dtype, measuring: bool, rate_gain: Any = 1.0
+) -> WindowState:
   """An empty window whose scale the first finite loss fixes."""
   return WindowState(
       losses=loss_window.empty(capacity, dtype),
@@ -121,6 +126,7 @@ def init(capacity: int, dtype: jnp.dtype, measuring: bool) -> WindowState:
       length=jnp.asarray(MAX_WINDOW, jnp.int32),
       measuring=jnp.asarray(measuring),
       next_event=jnp.ones((), jnp.int32),
+      rate_gain=jnp.asarray(rate_gain, dtype),
   )
 
 
@@ -135,7 +141,7 @@ def restart(
   """A fresh window for a new rate: `W` from the scale, a new correction."""
   w = jnp.where(
       window.loss_scale > 0,
-      window_size(window.loss_scale, learning_rate),
+      window_size(window.loss_scale, learning_rate * window.rate_gain),
       MAX_WINDOW,
   ).astype(jnp.int32)
   return _with_next_event(window._replace(
@@ -155,10 +161,9 @@ def fix_scale(
   """At the first finite loss: the scale `L0`, then `W` and `N` from it."""
   known = window.loss_scale > 0
   new = jnp.isfinite(value) & ~known
-  scale = jnp.where(
-      new, loss_scale(value, loss_floor, learning_rate), window.loss_scale
-  )
-  w = jnp.where(new, window_size(scale, learning_rate), window.base_length)
+  rate = learning_rate * window.rate_gain
+  scale = jnp.where(new, loss_scale(value, loss_floor, rate), window.loss_scale)
+  w = jnp.where(new, window_size(scale, rate), window.base_length)
   return _with_next_event(window._replace(
       loss_scale=scale,
       base_length=w.astype(jnp.int32),
