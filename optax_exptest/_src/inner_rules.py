@@ -149,7 +149,7 @@ def classify(inner: Optional[optax.GradientTransformation]) -> InnerRule:
     return InnerRule(UNKNOWN)
   if not all(math.isfinite(x) for x in small + large) or small[0] == 0:
     return InnerRule(UNKNOWN)
-  ratios = [l / s for s, l in zip(small, large) if s != 0]
+  ratios = [big / s for s, big in zip(small, large) if s != 0]
   scale = _LARGE / _SMALL
   if all(abs(r / scale - 1) < _TOLERANCE for r in ratios):
     gain = _dc_gain(small) / _SMALL
