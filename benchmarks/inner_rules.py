@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 import optax_exptest
-from benchmarks import california_training, common, mnist_training
+from benchmarks.lib import common, problems, trainers
 from optax_exptest._src.decision import Decision
 
 NAMES = ["exptest_momentum", "exptest_adam"]
@@ -32,11 +32,11 @@ def _summary(rates, decisions, eta):
 
 def mnist(seeds, epochs, subset, names=NAMES):
   """The ExpTest rows of Table 1, per seed."""
-  data = mnist_training.load(subset=subset)
+  data = problems.mnist_on_device(subset)
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train))
   out = {"eta_max": eta, "epochs": epochs, "subset": subset}
   for name in names:
-    runs = mnist_training.train(
+    runs = trainers.train_mnist(
         name, {"learning_rate": np.full(len(seeds), eta)}, seeds, data,
         eta_max=eta, epochs=epochs,
     )
@@ -50,11 +50,11 @@ def mnist(seeds, epochs, subset, names=NAMES):
 
 def california(seeds, steps=10_000, names=NAMES):
   """The ExpTest rows of Table 3, per seed."""
-  data = california_training.load()
+  data = problems.load_california()
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train).T, loss="mse")
   out = {"eta_max": eta, "steps": steps}
   for name in names:
-    runs = california_training.train(
+    runs = trainers.train_california(
         name, {"learning_rate": np.full(len(seeds), eta)}, seeds, data,
         eta_max=eta, steps=steps,
     )
@@ -71,7 +71,7 @@ def california(seeds, steps=10_000, names=NAMES):
 
 def chain(seeds, epochs, subset):
   """`chain(trace(0.9), exptest(eta_max))` against `exptest(.., inner=)`."""
-  data = mnist_training.load(subset=subset)
+  data = problems.mnist_on_device(subset)
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train))
   makers = {
       "inner=trace(0.9)": lambda learning_rate: optax_exptest.exptest(
@@ -84,7 +84,7 @@ def chain(seeds, epochs, subset):
   }
   out = {"eta_max": eta, "epochs": epochs, "subset": subset}
   for label, make in makers.items():
-    runs = mnist_training.train(
+    runs = trainers.train_mnist(
         "exptest", {"learning_rate": np.full(len(seeds), eta)}, seeds, data,
         eta_max=eta, epochs=epochs, make_tx=make,
     )
