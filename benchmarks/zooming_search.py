@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import optax_exptest
-from benchmarks.lib import common
+from benchmarks.lib import common, problems
 from benchmarks.lib.problems import cross_entropy as loss_fn, init_linear, load_mnist as load_data
 from optax_exptest._src.rewards import accuracy_reward, loss_reward
 from optax_exptest._src.zooming_search import ZoomingSearch
@@ -112,17 +112,9 @@ def fidelities(make_train, steps):
 
 
 def teacher_student(activation: str, n: int, steps: int, seed: int = 0) -> Problem:
-  act = dict(relu=jax.nn.relu, sigmoid=jax.nn.sigmoid)[activation]
+  act = problems.TEACHER_ACTIVATIONS[activation]
   d, h = 20, 30
-
-  @jax.jit
-  def teacher_data(key):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    x = jax.random.normal(k1, (n, d))
-    w1, b1 = jax.random.normal(k2, (d, h)) / np.sqrt(d), 0.1 * jax.random.normal(k3, (h,))
-    return x, act(x @ w1 + b1) @ (jax.random.normal(k4, (h,)) / np.sqrt(h))
-
-  x, y = teacher_data(jax.random.PRNGKey(seed))
+  x, y = problems.teacher_student_data(activation, n, d=d, h=h, seed=seed)
 
   def loss(p):
     return jnp.mean((act(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2)

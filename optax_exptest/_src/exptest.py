@@ -482,10 +482,12 @@ def _record_decide_apply(
   )
   dtype = state.learning_rate.dtype
   if static.measures_ratio:
+    # Measured at the first finite loss only: the rare case is the true
+    # branch, so that under `vmap` the common one runs vmapped, not per arm.
     hp = hp._replace(decrease_ratio=lazy_cond(
-        state.window.loss_scale > 0,
-        lambda g, u: jnp.ones((), dtype),
+        ~(state.window.loss_scale > 0),
         lambda g, u: inner_rules.decrease_ratio(g, u, dtype),
+        lambda g, u: jnp.ones((), dtype),
         grads, updates,
     ))
   controls, correction = _rare_branches(
