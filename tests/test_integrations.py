@@ -67,6 +67,26 @@ def test_optuna_sampler_minimise_fallback_and_failures():
     ZoomingSampler(horizon=1)
 
 
+def test_optuna_trials_sampling_at_the_same_instant_get_distinct_rates():
+  optuna = pytest.importorskip("optuna")
+  from optax_exptest.integrations import ZoomingSampler
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  sampler = ZoomingSampler(horizon=8)
+  study = optuna.create_study(direction="maximize", sampler=sampler)
+  study.optimize(lambda t: reward(t.suggest_float("lr", 1e-4, 1.0, log=True)), n_trials=3)
+  distribution = study.trials[0].distributions["lr"]
+  # Two workers' trials, both running, neither has sampled yet: both
+  # sample from the same storage contents before either writes its rate.
+  first, second = study.ask(), study.ask()
+  frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+  rates = [sampler.sample_independent(study, frozen[t.number], "lr", distribution)
+           for t in (second, first)]
+  expected = sampler.search(study, distribution).ask(2)
+  assert rates[1] == pytest.approx(expected[0], rel=1e-12)  # the earlier trial
+  assert rates[0] == pytest.approx(expected[1], rel=1e-12)  # takes the next pull
+  assert rates[0] != pytest.approx(rates[1], rel=1e-6)
+
+
 WORKER = textwrap.dedent("""
     import math, sys, time
     import optuna

@@ -23,7 +23,10 @@ class ZoomingSampler(optuna.samplers.BaseSampler):
   (complete ones told, running ones pending, failed or pruned ones told as
   reward 0, a diverged run) and asks one pull. Worker processes sharing a
   storage therefore share one search. Two workers sampling at the same
-  instant see the same trials and may get the same rate.
+  instant would see the same trials and get the same rate, so a trial first
+  replays, in trial-number order, the pulls of the running trials numbered
+  before it that have not sampled the parameter yet (each asks what that
+  trial is asking now), and takes the pull after them.
 
   Rewards: objective values must be rewards in `[0, 1]` (e.g.
   `optax_exptest.accuracy_reward`), higher is better for a study that
@@ -127,4 +130,14 @@ class ZoomingSampler(optuna.samplers.BaseSampler):
       return self._fallback.sample_independent(
           study, trial, param_name, param_distribution)
     search = self.search(study, param_distribution)
+    for _ in self._sampling_before(study, trial):
+      search.ask(1)
     return float(search.ask(1)[0])
+
+  def _sampling_before(self, study: optuna.Study,
+                       trial: FrozenTrial) -> list[FrozenTrial]:
+    """Running trials numbered before `trial` that have not sampled the
+    parameter yet: other workers sampling at this instant."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in running
+            if t.number < trial.number and self._param_name not in t.params]
