@@ -1,21 +1,30 @@
 """ExpTest's cost per step against `optax.sgd`, and its state memory.
 
-MNIST logistic regression (784 -> 10, batch 32, the real training images),
-the whole training loop in one `lax.scan`; the same loop with `optax.sgd`
-and with `exptest`, both at eta_max, timed alternately in one process:
+Every loop runs its whole training in one `lax.scan`, timed alternately with
+the others in one process (medians of paired ratios over the repeats):
 
-* single run: ExpTest / SGD step time (target <= 1.05);
-* for scale, two guards against non-finite gradients over SGD, the check
-  ExpTest makes on every step (docs/design.md, 3.5): the bare check (one sum of
-  squares over the gradient, then a select), and optax's own
-  `optax.apply_if_finite(optax.sgd)`;
-* 8 arms (seeds) under `jax.vmap`: vmapped ExpTest / vmapped SGD (<= 1.10);
-* the state's bytes for windows of 1e2 to 1e6 steps (constant: the window
-  is block-averaged into `capacity` slots).
+* MNIST logistic regression (784 -> 10, batch 32, the real training images):
+  - a single run;
+  - 8 vmapped arms (seeds), each gathering its own batches;
+  - 8 vmapped arms sharing one batch stream, rates spread over three
+    decades (1e-3 to 1), what a learning-rate sweep does; also with
+    `sgd_correction=False`;
+* the Flax CNN of `examples/flax_mnist_cnn.py` (batch 32), a single run;
+* the California housing MLP (full batch, `sgd_correction=False`), a single
+  run.
+
+In each setting, for scale, SGD with the bare check ExpTest must make every
+step (one sum of squares over the gradient, then a select;
+`docs/design.md`, 3.5) and, for the single logistic regression,
+`optax.apply_if_finite(optax.sgd)`. The report gives ExpTest / SGD and
+what ExpTest adds beyond the bare check (the difference of the two
+ratios). Last, the state's bytes for windows of 1e2 to 1e6 steps (constant:
+the window is block-averaged into `capacity` slots).
 
 Run: `python -m benchmarks step_time [--quick]`.
 """
 
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +33,18 @@ import optax
 
 import optax_exptest
 from benchmarks.lib import common
+from benchmarks.lib import problems
 from benchmarks.lib.problems import cross_entropy as loss_fn, init_linear, load_mnist as load_data
 from optax_exptest._src.exptest import window_size
 
 BATCH = 32
+SWEEP_RATES = (1e-3, 1.0)
+TARGETS = {
+    "logreg single": "<= 1.08",
+    "logreg vmap, shared batches": "<= 1.15 (<= 0.05 beyond the check)",
+    "cnn single": "<= 1.03",
+    "california single": "<= 1.03",
+}
 
 
 def skip_if_not_finite() -> optax.GradientTransformation:
@@ -42,55 +59,131 @@ def skip_if_not_finite() -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
 
-def make_run(make_tx, x, y, steps):
-  """`run(key) -> (params, losses)`: one training run in a `lax.scan`."""
-
-  def run(key):
-    init_key, perm_key = jax.random.split(key)
-    params = init_linear(init_key)
-    tx = make_tx()
-    order = jax.random.permutation(perm_key, x.shape[0])[: steps * BATCH]
-
-    def step(carry, idx):
-      params, state = carry
-      value, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
-      updates, state = tx.update(grads, state, params, value=value)
-      return (optax.apply_updates(params, updates), state), value
-
-    (params, _), losses = jax.lax.scan(
-        step, (params, tx.init(params)), order.reshape(steps, BATCH)
-    )
-    return params, losses
-
-  return run
-
-
-def step_times(x, y, eta, steps, arms, repeats):
-  optimizers = {
-      "sgd": lambda: optax.sgd(eta),
-      "exptest": lambda: optax_exptest.exptest(eta),
-      "sgd_checked": lambda: optax.chain(skip_if_not_finite(), optax.sgd(eta)),
-      "sgd_if_finite": lambda: optax.apply_if_finite(optax.sgd(eta), 10**9),
+def optimizers(checks: bool = False, **exptest_kwargs) -> dict[str, Callable]:
+  """`name -> make_tx(eta)`: SGD, ExpTest and the check(s) for scale."""
+  out = {
+      "sgd": optax.sgd,
+      "exptest": lambda eta: optax_exptest.exptest(eta, **exptest_kwargs),
+      "sgd_checked": lambda eta: optax.chain(skip_if_not_finite(), optax.sgd(eta)),
   }
+  if checks:
+    out["sgd_if_finite"] = lambda eta: optax.apply_if_finite(optax.sgd(eta), 10**9)
+  return out
+
+
+def scan_training(make_tx, value_and_grad, params, eta, batches):
+  """`(params, losses)` of a training loop over `batches` in one `lax.scan`."""
+  tx = make_tx(eta)
+
+  def step(carry, batch):
+    params, state = carry
+    value, grads = value_and_grad(params, batch)
+    updates, state = tx.update(grads, state, params, value=value)
+    return (optax.apply_updates(params, updates), state), value
+
+  (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), batches)
+  return params, losses
+
+
+def logreg_settings(x, y, eta, steps, arms):
+  """`setting -> {optimizer -> thunk}` for MNIST logistic regression."""
+  value_and_grad = lambda p, idx: jax.value_and_grad(loss_fn)(p, x[idx], y[idx])
+
+  def own_batches(make_tx, key, rate):
+    init_key, perm_key = jax.random.split(key)
+    order = jax.random.permutation(perm_key, x.shape[0])[: steps * BATCH]
+    return scan_training(make_tx, value_and_grad, init_linear(init_key), rate,
+                         order.reshape(steps, BATCH))
+
+  # One batch stream for all arms: the gather is shared, as in a sweep.
+  order = jax.random.permutation(jax.random.PRNGKey(1), x.shape[0])
+  shared = order[: steps * BATCH].reshape(steps, BATCH)
+
+  def shared_batches(make_tx, keys, rates):
+    def step(carry, idx):
+      xb, yb = x[idx], y[idx]
+      def one(params, state, rate):
+        value, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+        updates, state = make_tx(rate).update(grads, state, params, value=value)
+        return optax.apply_updates(params, updates), state, value
+      params, states, values = jax.vmap(one)(*carry, rates)
+      return (params, states), values
+    params = jax.vmap(init_linear)(keys)
+    states = jax.vmap(lambda p, r: make_tx(r).init(p))(params, rates)
+    return jax.lax.scan(step, (params, states), shared)
+
   key = jax.random.PRNGKey(0)
   keys = jax.random.split(key, arms)
-  fns = {}
-  for name, make_tx in optimizers.items():
-    run = make_run(make_tx, x, y, steps)
-    single, batched = jax.jit(run), jax.jit(jax.vmap(run))
-    fns[name] = lambda single=single: single(key)
-    if name in ("sgd", "exptest"):
-      fns[f"{name}_vmap{arms}"] = lambda batched=batched: batched(keys)
-  times = common.interleaved_timings(fns, repeats)
-  per_step = {k: float(np.median(v)) / steps * 1e6 for k, v in times.items()}
-  return dict(
-      steps=steps, arms=arms, repeats=repeats,
-      median_us_per_step=per_step,
-      ratio_single=common.paired_ratio(times, "exptest", "sgd"),
-      ratio_checked=common.paired_ratio(times, "sgd_checked", "sgd"),
-      ratio_if_finite=common.paired_ratio(times, "sgd_if_finite", "sgd"),
-      ratio_vmap=common.paired_ratio(times, f"exptest_vmap{arms}", f"sgd_vmap{arms}"),
-  )
+  rates = jnp.logspace(*np.log10(SWEEP_RATES), arms)
+  settings = {"logreg single": {}, f"logreg vmap {arms} seeds, own batches": {},
+              f"logreg vmap {arms} rates, shared batches": {}}
+  for name, make_tx in optimizers(checks=True).items():
+    single = jax.jit(lambda k, m=make_tx: own_batches(m, k, eta))
+    settings["logreg single"][name] = lambda f=single: f(key)
+    if name == "sgd_if_finite":
+      continue
+    seeds = jax.jit(jax.vmap(lambda k, m=make_tx: own_batches(m, k, eta)))
+    settings[f"logreg vmap {arms} seeds, own batches"][name] = lambda f=seeds: f(keys)
+  sweep = dict(optimizers(), exptest_no_correction=lambda r: optax_exptest.exptest(
+      r, sgd_correction=False))
+  for name, make_tx in sweep.items():
+    fn = jax.jit(lambda k, r, m=make_tx: shared_batches(m, k, r))
+    settings[f"logreg vmap {arms} rates, shared batches"][name] = (
+        lambda f=fn: f(keys, rates))
+  return settings
+
+
+def cnn_setting(steps, quick):
+  """The Flax CNN of the examples, batch 32, at the data bound."""
+  from flax import nnx
+  from benchmarks.lib.cnn import CNN
+  from benchmarks.lib.cnn import load_mnist_images
+
+  x_train, y_train, _, _ = load_mnist_images(6000 if quick else None)
+  eta = optax_exptest.lr_upper_bound(x_train.reshape(len(x_train), -1))
+  graphdef, params = nnx.split(CNN(rngs=nnx.Rngs(0)), nnx.Param)
+  x, y = jnp.asarray(x_train), jnp.asarray(y_train)
+
+  def value_and_grad(p, idx):
+    loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(
+        nnx.merge(graphdef, p)(x[idx]), y[idx]).mean()
+    return jax.value_and_grad(loss)(p)
+
+  batches = jnp.asarray(
+      np.random.default_rng(0).permutation(len(x))[: steps * BATCH].reshape(steps, BATCH))
+  return {name: (lambda f=jax.jit(lambda m=make_tx: scan_training(
+      m, value_and_grad, params, eta, batches)): f())
+          for name, make_tx in optimizers().items()}
+
+
+def california_setting(steps):
+  """The California housing MLP, full batch, `sgd_correction=False`."""
+  data = problems.load_california()
+  eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train).T)
+  chunks = problems.auto_row_chunks(data.x_train.shape[1], 1)
+  value_and_grad = lambda p, _: problems.full_batch_value_and_grad(
+      p, data.x_train, data.y_train, chunks)
+  params = problems.init_mlp(jax.random.PRNGKey(0))
+  return {name: (lambda f=jax.jit(lambda m=make_tx: scan_training(
+      m, value_and_grad, params, eta, jnp.arange(steps))): f())
+          for name, make_tx in optimizers(sgd_correction=False).items()}
+
+
+def step_times(settings, steps, repeats):
+  """Times every setting's loops (alternately, within the setting)."""
+  rows = {}
+  for setting, fns in common.progress(settings.items(), desc="settings"):
+    times = common.interleaved_timings(fns, repeats)
+    n = steps[setting.split()[0]]
+    ratio = lambda name: common.paired_ratio(times, name, "sgd")
+    rows[setting] = dict(
+        steps=n,
+        median_us_per_step={k: float(np.median(v)) / n * 1e6 for k, v in times.items()},
+        ratios={k: ratio(k) for k in fns if k != "sgd"},
+    )
+    r = rows[setting]["ratios"]
+    r["beyond_check"] = r["exptest"]["median"] - r["sgd_checked"]["median"]
+  return rows
 
 
 def state_memory(params, longest):
@@ -127,38 +220,51 @@ def state_memory(params, longest):
 def main(argv=None):
   parser = common.parser(__doc__, seeds=None)
   parser.add_argument("--arms", type=int, default=8)
+  parser.add_argument("--repeats", type=int, default=11)
   args = parser.parse_args(argv)
 
   x_train, y_train, _, _ = load_data(subset=6000 if args.quick else None)
   eta = optax_exptest.lr_upper_bound(x_train)
   x, y = jnp.asarray(x_train), jnp.asarray(y_train)
-  steps, repeats = (150, 2) if args.quick else (len(x_train) // BATCH, 21)
-  arms = 2 if args.quick else args.arms
-  timing = step_times(x, y, eta, steps, arms, repeats)
+  if args.quick:
+    steps = dict(logreg=100, cnn=3, california=5)
+    repeats, arms = 2, 2
+  else:
+    steps = dict(logreg=len(x_train) // BATCH, cnn=20, california=300)
+    repeats, arms = args.repeats, args.arms
+  settings = logreg_settings(x, y, eta, steps["logreg"], arms)
+  settings["cnn single"] = cnn_setting(steps["cnn"], args.quick)
+  settings["california single"] = california_setting(steps["california"])
+  timing = step_times(settings, steps, repeats)
   memory = state_memory(init_linear(jax.random.PRNGKey(0)), 10**3 if args.quick else 10**6)
 
-  t = timing["median_us_per_step"]
+  rows = []
+  for setting, row in timing.items():
+    t, r = row["median_us_per_step"], row["ratios"]
+    target = TARGETS.get(setting.replace(f" {arms} rates", "").replace(f" {arms} seeds", ""), "")
+    rows.append([setting, t["sgd"], t["exptest"], r["exptest"]["median"],
+                 r["sgd_checked"]["median"], r["beyond_check"], target])
+    if "exptest_no_correction" in r:
+      rows.append([setting + ", `sgd_correction=False`", t["sgd"],
+                   t["exptest_no_correction"], r["exptest_no_correction"]["median"],
+                   r["sgd_checked"]["median"],
+                   r["exptest_no_correction"]["median"] - r["sgd_checked"]["median"], ""])
+    if "sgd_if_finite" in r:
+      rows.append([setting + ": `optax.apply_if_finite(sgd)` in the ExpTest column",
+                   t["sgd"], t["sgd_if_finite"], r["sgd_if_finite"]["median"], "", "", ""])
   md = [
       "# ExpTest step time and memory",
       "",
-      f"MNIST logistic regression, batch {BATCH}, {steps} steps in one `lax.scan`,"
-      f" rate eta_max = {eta:.4f}; medians of {repeats} alternating repeats.",
+      f"Logistic regression: MNIST, batch {BATCH}, {steps['logreg']} steps, rate"
+      f" eta_max = {eta:.4f} (the sweep: {arms} rates from {SWEEP_RATES[0]:g} to"
+      f" {SWEEP_RATES[1]:g}); CNN: {steps['cnn']} steps of batch {BATCH};"
+      f" California: {steps['california']} full-batch steps. Medians of"
+      f" {repeats} alternating repeats; ratios are medians of paired ratios.",
       "",
       common.markdown_table(
-          ["loop", "SGD (us/step)", "ExpTest (us/step)", "ratio (median of pairs)",
-           "target"],
-          [
-              ["single run", t["sgd"], t["exptest"],
-               timing["ratio_single"]["median"], "<= 1.05"],
-              ["for scale, single run: SGD with the bare finiteness check"
-               " in the ExpTest column", t["sgd"], t["sgd_checked"],
-               timing["ratio_checked"]["median"], ""],
-              ["for scale, single run: `optax.apply_if_finite(sgd)` in the"
-               " ExpTest column", t["sgd"], t["sgd_if_finite"],
-               timing["ratio_if_finite"]["median"], ""],
-              [f"vmap over {arms} seeds", t[f"sgd_vmap{arms}"],
-               t[f"exptest_vmap{arms}"], timing["ratio_vmap"]["median"], "<= 1.10"],
-          ],
+          ["loop", "SGD (us/step)", "ExpTest (us/step)", "ExpTest / SGD",
+           "bare check / SGD", "ExpTest beyond the check", "target"],
+          rows,
       ),
       "",
       "State memory (linear 784 -> 10: 7850 parameters; capacity 1024 slots):",

@@ -13,7 +13,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 EXPERIMENTS = [
     "mnist_logreg", "alpha_beta", "batch_size", "california", "cifar10",
-    "step_time", "demo_seeds", "curvature_bound",
+    "step_time", "demo_seeds", "curvature_bound", "gpu_suite",
 ]
 
 
@@ -96,6 +96,15 @@ def test_quick_run_writes_results(name, tmp_path):
     for cell in (c for cells in result.values() for c in cells.values()):
       assert cell["n"] + cell["n_diverged"] == 2 and 0 <= cell["mean"] <= 100
     assert (tmp_path / "mnist_logreg_quick.png").stat().st_size > 10_000
+  if name in ("step_time", "gpu_suite"):
+    for setting in result.values():
+      ratios = setting["ratios"]
+      assert ratios["exptest"]["median"] > 0 and "sgd_checked" in ratios
+    if name == "gpu_suite":
+      rounds = record["zooming_rounds"]
+      assert [r["arms"] for r in rounds] == [1, 4]
+      assert all(r["vmapped_seconds"] > 0 and r["sequential_seconds"] > 0 for r in rounds)
+      assert record["vgg_epochs_per_second"] > 0
   if name == "curvature_bound":
     assert set(result) == {"mnist_logreg", "california_mlp", "flax_cnn",
                            "token_bag"}

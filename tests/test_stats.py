@@ -537,6 +537,28 @@ def test_weighted_with_unused_garbage_equals_compacted(x64):
   assert p_exp[2] < 0.05  # Not vacuous.
 
 
+
+@pytest.mark.parametrize("extent", [5, 64, 65, 300, 1000])
+def test_exponential_fit_over_a_prefix_equals_the_full_buffer(extent, x64):
+  # The fit runs over the shortest compiled prefix holding every weighted
+  # slot; the p-value must be the one of the same window fitted in full
+  # (here: a window of exactly `extent` slots), with a gap of unused slots.
+  from optax_exptest._src import fits
+  capacity = 1024
+  assert fits.fit_sizes(capacity) == (64, 256, capacity)
+  t = np.arange(capacity, dtype=np.float64)
+  y = 1.0 + np.exp(-3 * t / extent) + 0.01 * np.random.default_rng(extent).normal(size=capacity)
+  w = (t < extent).astype(np.float64)
+  w[extent // 3: extent // 2] = 0  # unused slots inside the window
+  dtype = np.float64 if x64 else np.float32
+  buffer = stats.weighted_exponential_test(*(a.astype(dtype) for a in (t, y, w)))
+  exact = stats.weighted_exponential_test(
+      *(a[:extent].astype(dtype) for a in (t, y, w)))
+  np.testing.assert_allclose(buffer, exact, rtol=_tol(x64, 1e-3, 1e-9), atol=1e-12)
+  if extent >= 64:
+    assert exact < 0.05  # Not vacuous: a decay the test detects.
+
+
 def test_weighted_matches_scipy_gls(x64):
   rng = np.random.default_rng(10)
   m = 50

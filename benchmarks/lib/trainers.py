@@ -91,24 +91,31 @@ def make_mnist_run(
       rate, decision = exptest_fields(state)
       return (optax.apply_updates(params, updates), state), (value, rate, decision)
 
-    def evaluate(carry, indices):
-      carry, records = jax.lax.scan(step, carry, indices)
+    # One scan over the epoch's steps, evaluating behind a `lax.cond` on the
+    # step index (not batched, so it stays a branch under `vmap`): the step
+    # is traced and compiled once.
+    last_of_chunk = np.zeros(steps_per_epoch, bool)
+    last_of_chunk[head + chunk * np.arange(1, evals + 1) - 1] = True
+
+    def step_and_evaluate(carry, xs):
+      evaluate, idx = xs
+      carry, record = step(carry, idx)
       params, state = carry
-      params = optimizers.eval_params(name, state, params)
-      return carry, (records, problems.accuracy(params, data.x_test, data.y_test))
+      acc = jax.lax.cond(
+          evaluate,
+          lambda p, s: problems.accuracy(
+              optimizers.eval_params(name, s, p), data.x_test, data.y_test),
+          lambda p, s: jnp.full((), jnp.nan, jnp.float32),
+          params, state,
+      )
+      return carry, (record, acc)
 
     def epoch(carry, e):
       perm = jax.random.permutation(jax.random.fold_in(data_key, e), n)
-      perm = perm[: steps_per_epoch * batch_size]
-      carry, head_records = jax.lax.scan(
-          step, carry, perm[: head * batch_size].reshape(head, batch_size)
-      )
-      indices = perm[head * batch_size:].reshape(evals, chunk, batch_size)
-      carry, (records, acc) = jax.lax.scan(evaluate, carry, indices)
-      records = jax.tree.map(
-          lambda h, r: jnp.concatenate([h, r.reshape(-1)]), head_records, records
-      )
-      return carry, (records, acc)
+      batches = perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+      carry, (records, acc) = jax.lax.scan(
+          step_and_evaluate, carry, (jnp.asarray(last_of_chunk), batches))
+      return carry, (records, acc[last_of_chunk])
 
     _, (records, acc) = jax.lax.scan(
         epoch, (params, tx.init(params)), jnp.arange(epochs)

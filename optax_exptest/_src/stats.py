@@ -33,7 +33,7 @@ from jax.typing import ArrayLike
 from optax_exptest._src.fits import MIN_OBSERVATIONS
 from optax_exptest._src.fits import Window
 from optax_exptest._src.fits import as_vectors
-from optax_exptest._src.fits import fit_normalised_exponential
+from optax_exptest._src.fits import exponential_sse
 from optax_exptest._src.fits import fit_normalised_line
 from optax_exptest._src.fits import normalise
 
@@ -129,9 +129,8 @@ def _judged(window: Window, p: jax.Array, fit_ok: jax.Array) -> jax.Array:
 
 def _exponential_p_value(window: Window) -> jax.Array:
   line = fit_normalised_line(window)
-  curve = fit_normalised_exponential(window)
   sse_lin = jnp.maximum(line.sse, window.sse_floor)
-  sse_exp = jnp.maximum(curve.sse, window.sse_floor)
+  sse_exp = jnp.maximum(exponential_sse(window), window.sse_floor)
   dfd = jnp.maximum(window.count - 3, 1).astype(sse_lin.dtype)
   f = (sse_lin - sse_exp) / (sse_exp / dfd)
   p = f_sf(f, jnp.ones_like(dfd), dfd)
