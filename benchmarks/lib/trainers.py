@@ -8,6 +8,7 @@ optimizer. `train_mnist` (the ExpTest paper's section IV-A) and
 `problems` and an optimizer of `optimizers`, then call it.
 """
 
+import concurrent.futures
 import time
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -20,13 +21,15 @@ from benchmarks.lib import optimizers
 from benchmarks.lib import problems
 
 
-def run_arms(fn: Callable, *args: Any) -> tuple[Any, float]:
-  """Runs `jax.jit(jax.vmap(fn))(*args)` with the arm axis over all devices.
+def compile_arms(fn: Callable, *args: Any) -> Callable[[], tuple[Any, float]]:
+  """Compiles `jax.jit(jax.vmap(fn))` for `args`; returns a thunk running it.
 
   The arms (leading axis of every argument) are padded to a multiple of the
-  number of devices used (at most one per arm) by repeating the last one, sharded with a `NamedSharding`,
-  and the padding is dropped from the outputs. Returns the outputs (on the
-  host) and the wall time of the run, compilation excluded.
+  number of devices used (at most one per arm) by repeating the last one,
+  sharded with a `NamedSharding`, and the padding is dropped from the
+  outputs. The thunk returns the outputs (on the host) and the wall time of
+  the run. Compiling is separate so that an experiment can compile its
+  programs on a thread pool while it runs the ones ready (`compile_all`).
   """
   arms = jax.tree.leaves(args)[0].shape[0]
   devices = jax.devices()[:arms]
@@ -37,10 +40,33 @@ def run_arms(fn: Callable, *args: Any) -> tuple[Any, float]:
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("arms"))
   args = jax.device_put(args, sharding)
   compiled = jax.jit(jax.vmap(fn)).lower(*args).compile()
-  start = time.perf_counter()
-  out = jax.block_until_ready(compiled(*args))
-  seconds = time.perf_counter() - start
-  return jax.tree.map(lambda x: np.asarray(x)[:arms], out), seconds
+
+  def run():
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    seconds = time.perf_counter() - start
+    return jax.tree.map(lambda x: np.asarray(x)[:arms], out), seconds
+
+  return run
+
+
+def run_arms(fn: Callable, *args: Any) -> tuple[Any, float]:
+  """Runs `jax.jit(jax.vmap(fn))(*args)` with the arm axis over all devices
+  (`compile_arms`); returns the outputs and the run's wall time, compilation
+  excluded."""
+  return compile_arms(fn, *args)()
+
+
+def compile_all(builders: Mapping[str, Callable[[], Any]], workers: int = 2):
+  """Yields `(name, builders[name]())` in order, built on `workers` threads.
+
+  XLA compiles with the GIL released, so the next programs compile while
+  the caller runs the ones already built.
+  """
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    futures = {name: pool.submit(build) for name, build in builders.items()}
+    for name, future in futures.items():
+      yield name, future.result()
 
 
 def exptest_fields(state):
@@ -127,6 +153,34 @@ def make_mnist_run(
   return run, eval_steps
 
 
+def compile_mnist(
+    name: str, hparams: Mapping[str, np.ndarray], seeds: np.ndarray,
+    data: problems.MnistData, *, eta_max: float, batch_size: int = 32,
+    epochs: int = 5, evals_per_epoch: int = 10, make_tx: Callable | None = None,
+) -> Callable[[], MnistRuns]:
+  """`train_mnist`'s program, compiled; returns the thunk that runs it."""
+  spec = optimizers.OPTIMIZERS[name]
+  full_batch = batch_size >= data.x_train.shape[0]
+  if make_tx is None:
+    make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, full_batch)
+  run, eval_steps = make_mnist_run(
+      name, make_tx, data, batch_size=batch_size, epochs=epochs,
+      evals_per_epoch=evals_per_epoch,
+  )
+  hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+  compiled = compile_arms(run, hparams, np.asarray(seeds, np.uint32))
+
+  def train():
+    ((losses, rates, decisions), acc), seconds = compiled()
+    return MnistRuns(
+        losses=np.asarray(losses), accuracy=np.asarray(acc), eval_steps=eval_steps,
+        learning_rate=np.asarray(rates), decision=np.asarray(decisions),
+        seconds=seconds,
+    )
+
+  return train
+
+
 def train_mnist(
     name: str, hparams: Mapping[str, np.ndarray], seeds: np.ndarray,
     data: problems.MnistData, *, eta_max: float, batch_size: int = 32,
@@ -148,44 +202,43 @@ def train_mnist(
   Returns:
     `MnistRuns`, arms in the order given.
   """
+  return compile_mnist(
+      name, hparams, seeds, data, eta_max=eta_max, batch_size=batch_size,
+      epochs=epochs, evals_per_epoch=evals_per_epoch, make_tx=make_tx,
+  )()
+
+
+def compile_seconds_per_step(name: str, data: problems.MnistData, *,
+                             eta_max: float, learning_rate: float,
+                             steps: int = 2000, batch_size=32) -> Callable[[], float]:
+  """`seconds_per_step`'s program, compiled; returns the thunk timing it."""
   spec = optimizers.OPTIMIZERS[name]
-  full_batch = batch_size >= data.x_train.shape[0]
-  if make_tx is None:
-    make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, full_batch)
-  run, eval_steps = make_mnist_run(
-      name, make_tx, data, batch_size=batch_size, epochs=epochs,
-      evals_per_epoch=evals_per_epoch,
-  )
-  hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
-  ((losses, rates, decisions), acc), seconds = run_arms(
-      run, hparams, np.asarray(seeds, np.uint32)
-  )
-  return MnistRuns(
-      losses=np.asarray(losses), accuracy=np.asarray(acc), eval_steps=eval_steps,
-      learning_rate=np.asarray(rates), decision=np.asarray(decisions),
-      seconds=seconds,
-  )
+  make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, False)
+  sub = problems.MnistData(
+      data.x_train[: steps * batch_size], data.y_train[: steps * batch_size],
+      data.x_test[:10], data.y_test[:10])
+  run, _ = make_mnist_run(name, make_tx, sub, batch_size=batch_size,
+                          epochs=1, evals_per_epoch=1)
+  f = jax.jit(lambda: run({"learning_rate": jnp.float32(learning_rate)}, 0)).lower().compile()
+
+  def seconds():
+    jax.block_until_ready(f())
+    times = []
+    for _ in range(3):
+      start = time.perf_counter()
+      jax.block_until_ready(f())
+      times.append(time.perf_counter() - start)
+    return float(np.median(times)) / steps
+
+  return seconds
 
 
 def seconds_per_step(name: str, data: problems.MnistData, *, eta_max: float,
                      learning_rate: float, steps: int = 2000, batch_size=32):
   """Median wall time of one unbatched training step (for time-to-accuracy)."""
-  spec = optimizers.OPTIMIZERS[name]
-  make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, False)
-  epochs = 1
-  sub = problems.MnistData(
-      data.x_train[: steps * batch_size], data.y_train[: steps * batch_size],
-      data.x_test[:10], data.y_test[:10])
-  run, _ = make_mnist_run(name, make_tx, sub, batch_size=batch_size,
-                          epochs=epochs, evals_per_epoch=1)
-  f = jax.jit(lambda: run({"learning_rate": jnp.float32(learning_rate)}, 0))
-  jax.block_until_ready(f())
-  times = []
-  for _ in range(3):
-    start = time.perf_counter()
-    jax.block_until_ready(f())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times)) / steps
+  return compile_seconds_per_step(
+      name, data, eta_max=eta_max, learning_rate=learning_rate, steps=steps,
+      batch_size=batch_size)()
 
 
 # ----------------------------------------------------------------------------
