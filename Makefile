@@ -23,7 +23,7 @@ demo: $(STAMP)
 # .venv/bin first on PATH: the notebooks' Jupyter kernel runs `python`.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=15 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

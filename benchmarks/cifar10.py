@@ -77,21 +77,25 @@ def load(synthetic: bool, size: int = 50_000, test_size: int = 10_000):
   return norm(x_train), y_train, norm(x_test), y_test
 
 
-def make_run(name, make_tx, data, *, batch_size, epochs, steps_per_epoch,
-             width=1):
-  """`run(hparams, seed)`: one arm; the best test accuracy over epochs."""
-  x_train, y_train, x_test, y_test = map(jnp.asarray, data)
+def make_run(name, make_tx, *, batch_size, epochs, steps_per_epoch, width=1):
+  """`run(hparams, seed, data)`: one arm; the best test accuracy over epochs.
+
+  `data`, `load`'s arrays, is an argument shared by the arms, not a
+  constant in the program.
+  """
   model = VGG16CIFAR(width)
 
   def loss_fn(params, x, y, key):
     logits = model.apply(params, x, train=True, rngs={"dropout": key})
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-  def accuracy(params):
-    logits = model.apply(params, x_test, train=False)
-    return jnp.mean(jnp.argmax(logits, -1) == y_test)
+  def run(hparams, seed, data):
+    x_train, y_train, x_test, y_test = data
 
-  def run(hparams, seed):
+    def accuracy(params):
+      logits = model.apply(params, x_test, train=False)
+      return jnp.mean(jnp.argmax(logits, -1) == y_test)
+
     tx = make_tx(**hparams)
     init_key, data_key, drop_key = jax.random.split(jax.random.PRNGKey(seed), 3)
     params = model.init(init_key, x_train[:1], train=False)
@@ -143,12 +147,12 @@ def main(argv=None):
     spec = optimizers.OPTIMIZERS[name]
     fs = factors if spec.uses_grid else [None]
     make_tx = lambda learning_rate, spec=spec: spec.make(learning_rate, eta, False)
-    run = make_run(name, make_tx, data, batch_size=batch_size, epochs=epochs,
+    run = make_run(name, make_tx, batch_size=batch_size, epochs=epochs,
                    steps_per_epoch=steps_per_epoch, width=width)
     arm_f = np.repeat([1.0 if f is None else f for f in fs], len(seeds))
     (_, acc), seconds = run_arms(
         run, {"learning_rate": np.asarray(arm_f * eta, np.float32)},
-        np.tile(seeds, len(fs)).astype(np.uint32),
+        np.tile(seeds, len(fs)).astype(np.uint32), shared=tuple(map(jnp.asarray, data)),
     )
     best = 100 * acc.max(-1).reshape(len(fs), len(seeds))
     keys = [str(f) for f in fs] if spec.uses_grid else ["none"]
