@@ -83,6 +83,12 @@ def _model_bound(loss_fn, model_fn, params, batches, step_seconds, *,
   )
 
 
+def _smoke(quick: bool) -> dict:
+  """`_model_bound`'s options: a smoke run compiles 3 Lanczos steps, and no
+  Hessian bound (the unrolled iteration's compilation is most of its time)."""
+  return dict(num_iterations=3, hessian=False, repeats=1) if quick else {}
+
+
 def _grid_summary(rates, scores, higher_is_better, tolerance):
   """Best rate of the grid, and the range of rates within ``tolerance``."""
   scores = np.asarray(scores, float)
@@ -121,7 +127,8 @@ def mnist_logreg(quick: bool, seeds: int) -> dict:
   _, _, step_seconds = _timed(
       lambda: step(params, data.x_train[:32], data.y_train[:32]), repeats=50)
   out = dict(task="MNIST logistic regression", data_bound=data_bound,
-             **_model_bound(_ce, model_fn, params, batches, step_seconds))
+             **_model_bound(_ce, model_fn, params, batches, step_seconds,
+                            **_smoke(quick)))
 
   rates = 0.001 * 2.0 ** np.arange(0, 12)  # 0.001 .. 2.048
   epochs = 5
@@ -157,7 +164,8 @@ def california_mlp(quick: bool, seeds: int) -> dict:
       jax.grad(ct.mse)(p, data.x_train, data.y_train)))
   _, _, step_seconds = _timed(lambda: step(params), repeats=20)
   out = dict(task="California housing MLP (full batch)", data_bound=data_bound,
-             **_model_bound(mse, model_fn, params, batches, step_seconds))
+             **_model_bound(mse, model_fn, params, batches, step_seconds,
+                            **_smoke(quick)))
 
   rates = 0.01 * 2.0 ** np.arange(0, 8)  # 0.01 .. 1.28
   steps = 2000
@@ -305,7 +313,8 @@ def token_bag(quick: bool, seeds: int) -> dict:
                               repeats=50)
   out = dict(task="Bag of embeddings on generated tokens (batch 32)",
              data_bound=None,
-             **_model_bound(_ce, bag_apply, params0, batches, step_seconds))
+             **_model_bound(_ce, bag_apply, params0, batches, step_seconds,
+                            **_smoke(quick)))
 
   xs, ys = jnp.asarray(x_train), jnp.asarray(y_train)
 

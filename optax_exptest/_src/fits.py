@@ -387,21 +387,17 @@ def fit_normalised_exponential(window: Window) -> _NormalisedExponential:
   )
 
 
-# Prefix lengths the exponential fit is compiled for: its cost follows the
-# slots it fits (a grid of bases and Levenberg-Marquardt passes over every
-# slot), and ExpTest's windows are mostly far shorter than their buffer.
-_FIT_SIZE_RATIO = 4
-_SMALLEST_FIT = 64
+# The exponential fit's cost follows the slots it fits (a grid of bases and
+# Levenberg-Marquardt passes over every slot), and a searching ExpTest's
+# windows are mostly short: it is also compiled for the first 64 slots. Each
+# size compiles one more fit (about 0.4 s), hence only two.
+_SHORT_FIT = 64
 
 
 def fit_sizes(capacity: int) -> tuple[int, ...]:
-  """The prefix lengths, `64, 256, ...` below `capacity`, then `capacity`."""
-  sizes = []
-  size = _SMALLEST_FIT
-  while size < capacity:
-    sizes.append(size)
-    size *= _FIT_SIZE_RATIO
-  return (*sizes, capacity)
+  """The prefix lengths the fit is compiled for: 64 (if shorter than
+  `capacity`), then `capacity`."""
+  return (_SHORT_FIT, capacity) if capacity > _SHORT_FIT else (capacity,)
 
 
 def _prefix(window: Window, size: int) -> Window:
