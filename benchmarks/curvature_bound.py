@@ -395,7 +395,18 @@ def main(argv=None):
   ])
   common.write_results(name, dict(results=results, quick=args.quick),
                        markdown, args.out)
+  if not args.quick:
+    common.update_summary("curvature_bound", summary_of(results), args.out)
   return results
+
+
+def summary_of(results: dict) -> dict:
+  """Per task: the bounds, the grid's best rate and the model / best ratio."""
+  keys = ("data_bound", "model_bound", "hessian_bound", "best_rate", "near_best")
+  return {
+      task: dict({k: r[k] for k in keys}, model_over_best=r["model_bound"] / r["best_rate"])
+      for task, r in results.items()
+  }
 
 
 if __name__ == "__main__":

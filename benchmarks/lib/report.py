@@ -23,6 +23,8 @@ ORDER = [
     ("zooming_search", "Zooming search against fair baselines"),
     ("zooming_speed", "Zooming: vmapped rounds"),
     ("inner_rules", "ExpTest with momentum and Adam inside"),
+    ("curvature_bound", "The model-based bound against the best grid rate"),
+    ("gpu_suite", "The accelerator suite"),
 ]
 
 FULL_RUN_EXPERIMENTS = ["mnist_logreg", "alpha_beta", "batch_size", "california"]
