@@ -45,13 +45,13 @@ def vgg_setting(steps: int, width: int):
   y = jnp.asarray(rng.integers(0, 10, (steps, VGG_BATCH)), jnp.int32)
   params = model.init(jax.random.PRNGKey(0), x[0], train=False)
 
-  def value_and_grad(p, i):
+  def value_and_grad(p, i, d):
     loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(
-        model.apply(p, x[i], train=False), y[i]).mean()
+        model.apply(p, d[0][i], train=False), d[1][i]).mean()
     return jax.value_and_grad(loss)(p)
 
-  return {name: (lambda f=jax.jit(lambda m=make_tx: step_time.scan_training(
-      m, value_and_grad, params, 0.01, jnp.arange(steps))): f())
+  return {name: (lambda f=jax.jit(lambda p, d, m=make_tx: step_time.scan_training(
+      m, value_and_grad, p, 0.01, jnp.arange(steps), d)): f(params, (x, y)))
           for name, make_tx in step_time.optimizers().items()}
 
 
@@ -59,21 +59,22 @@ def zooming_rounds(x, y, eta, steps: int, ks, repeats: int) -> list[dict]:
   """Seconds of a round of k ExpTest runs: vmapped against sequential."""
   order = jax.random.permutation(jax.random.PRNGKey(1), x.shape[0])
   batches = order[: steps * step_time.BATCH].reshape(steps, step_time.BATCH)
-  value_and_grad = lambda p, idx: jax.value_and_grad(cross_entropy)(p, x[idx], y[idx])
+  value_and_grad = lambda p, idx, d: jax.value_and_grad(cross_entropy)(p, d[0][idx], d[1][idx])
+  data = (x, y)
 
-  def run(rate):
+  def run(rate, data):
     return step_time.scan_training(
         optax_exptest.exptest, value_and_grad,
-        init_linear(jax.random.PRNGKey(0)), rate, batches)[1]
+        init_linear(jax.random.PRNGKey(0)), rate, batches, data)[1]
 
   single = jax.jit(run)
   rows = []
   for k in common.progress(ks, desc="zooming rounds"):
     rates = jnp.asarray(eta * np.logspace(-2, 0.5, k), jnp.float32)
-    vmapped = jax.jit(jax.vmap(run))
+    vmapped = jax.jit(jax.vmap(run, in_axes=(0, None)))
     times = common.interleaved_timings({
-        "vmapped": lambda: vmapped(rates),
-        "sequential": lambda: [single(r) for r in rates],
+        "vmapped": lambda: vmapped(rates, data),
+        "sequential": lambda: [single(r, data) for r in rates],
     }, repeats)
     rows.append(dict(
         arms=k, vmapped_seconds=float(np.median(times["vmapped"])),

@@ -71,13 +71,18 @@ def optimizers(checks: bool = False, **exptest_kwargs) -> dict[str, Callable]:
   return out
 
 
-def scan_training(make_tx, value_and_grad, params, eta, batches):
-  """`(params, losses)` of a training loop over `batches` in one `lax.scan`."""
+def scan_training(make_tx, value_and_grad, params, eta, batches, data):
+  """`(params, losses)` of a training loop over `batches` in one `lax.scan`.
+
+  `value_and_grad(params, batch, data)`: `data` is a traced argument of the
+  caller's `jit`, so that the dataset is not embedded in the program as a
+  constant (as `benchmarks.lib.trainers.compile_arms` explains).
+  """
   tx = make_tx(eta)
 
   def step(carry, batch):
     params, state = carry
-    value, grads = value_and_grad(params, batch)
+    value, grads = value_and_grad(params, batch, data)
     updates, state = tx.update(grads, state, params, value=value)
     return (optax.apply_updates(params, updates), state), value
 
@@ -87,21 +92,21 @@ def scan_training(make_tx, value_and_grad, params, eta, batches):
 
 def logreg_settings(x, y, eta, steps, arms):
   """`setting -> {optimizer -> thunk}` for MNIST logistic regression."""
-  value_and_grad = lambda p, idx: jax.value_and_grad(loss_fn)(p, x[idx], y[idx])
+  value_and_grad = lambda p, idx, d: jax.value_and_grad(loss_fn)(p, d[0][idx], d[1][idx])
 
-  def own_batches(make_tx, key, rate):
+  def own_batches(make_tx, key, rate, data):
     init_key, perm_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, x.shape[0])[: steps * BATCH]
     return scan_training(make_tx, value_and_grad, init_linear(init_key), rate,
-                         order.reshape(steps, BATCH))
+                         order.reshape(steps, BATCH), data)
 
   # One batch stream for all arms: the gather is shared, as in a sweep.
   order = jax.random.permutation(jax.random.PRNGKey(1), x.shape[0])
   shared = order[: steps * BATCH].reshape(steps, BATCH)
 
-  def shared_batches(make_tx, keys, rates):
+  def shared_batches(make_tx, keys, rates, data):
     def step(carry, idx):
-      xb, yb = x[idx], y[idx]
+      xb, yb = data[0][idx], data[1][idx]
       def one(params, state, rate):
         value, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
         updates, state = make_tx(rate).update(grads, state, params, value=value)
@@ -117,19 +122,21 @@ def logreg_settings(x, y, eta, steps, arms):
   rates = jnp.logspace(*np.log10(SWEEP_RATES), arms)
   settings = {"logreg single": {}, f"logreg vmap {arms} seeds, own batches": {},
               f"logreg vmap {arms} rates, shared batches": {}}
+  data = (x, y)
   for name, make_tx in optimizers(checks=True).items():
-    single = jax.jit(lambda k, m=make_tx: own_batches(m, k, eta))
-    settings["logreg single"][name] = lambda f=single: f(key)
+    single = jax.jit(lambda k, d, m=make_tx: own_batches(m, k, eta, d))
+    settings["logreg single"][name] = lambda f=single: f(key, data)
     if name == "sgd_if_finite":
       continue
-    seeds = jax.jit(jax.vmap(lambda k, m=make_tx: own_batches(m, k, eta)))
-    settings[f"logreg vmap {arms} seeds, own batches"][name] = lambda f=seeds: f(keys)
+    seeds = jax.jit(jax.vmap(lambda k, d, m=make_tx: own_batches(m, k, eta, d),
+                             in_axes=(0, None)))
+    settings[f"logreg vmap {arms} seeds, own batches"][name] = lambda f=seeds: f(keys, data)
   sweep = dict(optimizers(), exptest_no_correction=lambda r: optax_exptest.exptest(
       r, sgd_correction=False))
   for name, make_tx in sweep.items():
-    fn = jax.jit(lambda k, r, m=make_tx: shared_batches(m, k, r))
+    fn = jax.jit(lambda k, r, d, m=make_tx: shared_batches(m, k, r, d))
     settings[f"logreg vmap {arms} rates, shared batches"][name] = (
-        lambda f=fn: f(keys, rates))
+        lambda f=fn: f(keys, rates, data))
   return settings
 
 
@@ -144,15 +151,15 @@ def cnn_setting(steps, quick):
   graphdef, params = nnx.split(CNN(rngs=nnx.Rngs(0)), nnx.Param)
   x, y = jnp.asarray(x_train), jnp.asarray(y_train)
 
-  def value_and_grad(p, idx):
+  def value_and_grad(p, idx, d):
     loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(
-        nnx.merge(graphdef, p)(x[idx]), y[idx]).mean()
+        nnx.merge(graphdef, p)(d[0][idx]), d[1][idx]).mean()
     return jax.value_and_grad(loss)(p)
 
   batches = jnp.asarray(
       np.random.default_rng(0).permutation(len(x))[: steps * BATCH].reshape(steps, BATCH))
-  return {name: (lambda f=jax.jit(lambda m=make_tx: scan_training(
-      m, value_and_grad, params, eta, batches)): f())
+  return {name: (lambda f=jax.jit(lambda p, d, m=make_tx: scan_training(
+      m, value_and_grad, p, eta, batches, d)): f(params, (x, y)))
           for name, make_tx in optimizers().items()}
 
 
@@ -161,11 +168,11 @@ def california_setting(steps):
   data = problems.load_california()
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train).T)
   chunks = problems.auto_row_chunks(data.x_train.shape[1], 1)
-  value_and_grad = lambda p, _: problems.full_batch_value_and_grad(
-      p, data.x_train, data.y_train, chunks)
+  value_and_grad = lambda p, _, d: problems.full_batch_value_and_grad(
+      p, d.x_train, d.y_train, chunks)
   params = problems.init_mlp(jax.random.PRNGKey(0))
-  return {name: (lambda f=jax.jit(lambda m=make_tx: scan_training(
-      m, value_and_grad, params, eta, jnp.arange(steps))): f())
+  return {name: (lambda f=jax.jit(lambda d, m=make_tx: scan_training(
+      m, value_and_grad, params, eta, jnp.arange(steps), d)): f(data))
           for name, make_tx in optimizers(sgd_correction=False).items()}
 
 

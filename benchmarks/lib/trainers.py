@@ -253,7 +253,8 @@ def train_mnist(
 def compile_seconds_per_step(name: str, data: problems.MnistData, *,
                              eta_max: float, learning_rate: float,
                              steps: int = 2000, batch_size=32) -> Callable[[], float]:
-  """`seconds_per_step`'s program, compiled; returns the thunk timing it."""
+  """Compiles one unbatched training run; returns the thunk giving its
+  median wall time per step (for time-to-accuracy)."""
   spec = optimizers.OPTIMIZERS[name]
   make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, False)
   sub = problems.MnistData(
@@ -275,14 +276,6 @@ def compile_seconds_per_step(name: str, data: problems.MnistData, *,
     return float(np.median(times)) / steps
 
   return seconds
-
-
-def seconds_per_step(name: str, data: problems.MnistData, *, eta_max: float,
-                     learning_rate: float, steps: int = 2000, batch_size=32):
-  """Median wall time of one unbatched training step (for time-to-accuracy)."""
-  return compile_seconds_per_step(
-      name, data, eta_max=eta_max, learning_rate=learning_rate, steps=steps,
-      batch_size=batch_size)()
 
 
 # ----------------------------------------------------------------------------
