@@ -142,3 +142,34 @@ def train(tx, loss, params, steps, value_fn=None):
       step, (params, tx.init(params)), jnp.arange(steps)
   )
   return params, state, records
+
+
+def relu_regression(seed=0, n=256, dim=8, hidden=32, offset=-10.0):
+  """A ReLU MLP on `y = x w* + offset` that a large first step kills.
+
+  The outputs start far above the targets, the output weights are positive
+  and the inputs non-negative: the first gradient step lowers every hidden
+  bias and first-layer weight, past every pre-activation once `eta` is
+  large, and the model predicts a constant (its output bias) from then on.
+
+  Returns:
+    `(loss, params, constant_loss)`: the constant predictor's loss is the
+    variance of the targets.
+  """
+  rng = np.random.default_rng(seed)
+  # Non-negative inputs: the first step lowers every first-layer weight too.
+  x = jnp.asarray(rng.uniform(size=(n, dim)), jnp.float32)
+  w_star = rng.normal(size=dim)
+  y = jnp.asarray(x @ w_star + offset, jnp.float32)
+
+  def loss(params):
+    h = jax.nn.relu(x @ params["w1"] + params["b1"])
+    return jnp.mean((h @ params["w2"] + params["b2"] - y) ** 2)
+
+  params = {
+      "w1": jnp.asarray(0.1 * rng.normal(size=(dim, hidden)), jnp.float32),
+      "b1": jnp.full((hidden,), 0.1, jnp.float32),
+      "w2": jnp.ones((hidden,), jnp.float32),
+      "b2": jnp.zeros((), jnp.float32),
+  }
+  return loss, params, float(jnp.var(y))

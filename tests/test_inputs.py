@@ -2,7 +2,7 @@
 
 Each case here broke the transformation before the core redesign: a
 non-finite or non-positive first loss, a blow-up with `reset=False`, huge but
-finite gradients, `optax.inject_hyperparams`, array hyperparameters and
+finite gradients, a model collapsed to a constant predictor, `optax.inject_hyperparams`, array hyperparameters and
 reverse-mode differentiation through `update`.
 """
 import jax
@@ -16,7 +16,8 @@ from optax_exptest import Decision, Phase
 from optax_exptest._src.window import window_size
 
 from helpers import assert_trees_all_close
-from problems import least_squares_minimum, quadratic_problem, rosenbrock, train
+from problems import (least_squares_minimum, quadratic_problem, relu_regression,
+                      rosenbrock, train)
 
 
 def _decisions(records):
@@ -197,3 +198,40 @@ def test_reverse_mode_through_update(inner):
   got = jax.jit(jax.grad(lambda p: final_loss(p, tx)))(params)
   want = jax.grad(reference_loss)(params)
   assert_trees_all_close(got, want, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("sgd_correction", [False, True])
+def test_a_collapse_to_a_constant_predictor_is_recovered(sgd_correction):
+  """A first step at 0.5 kills every ReLU unit: the output bias then fits the
+  targets' mean, an exponential decay the search test accepts. The collapse
+  check must see it, return to the start and cut, and the run must train."""
+  loss, params, constant_loss = relu_regression(offset=-1.0)
+  tx = optax_exptest.exptest(0.5, sgd_correction=sgd_correction)
+  final, state, records = train(tx, loss, params, 2000)
+  values, decisions = np.asarray(records[0]), _decisions(records)
+  # Each return to the start came from the check, not from a blow-up: the
+  # losses were finite and below the divergence factor times L0.
+  assert np.all(np.isfinite(values))
+  assert np.all(values < 1e3 * values[0])
+  assert np.sum(decisions == Decision.DIVERGED) >= 1
+  assert int(state.num_resets) >= 1
+  assert float(loss(final)) < 0.01 * constant_loss
+  assert int(state.phase) == Phase.TUNING
+
+
+def test_live_entries_and_the_collapse_rule():
+  from optax_exptest._src import collapse
+  f32 = jnp.float32
+  tree = {"a": jnp.array([1.0, -1e-9, 0.0]), "b": jnp.full((3, 2), 0.5)}
+  assert float(collapse.live_entries(tree, f32)) == 7.0
+  assert float(collapse.live_entries({"a": jnp.zeros(4)}, f32)) == 0.0
+  one = jnp.ones((), f32)
+  scale = jnp.asarray(10.0, f32)
+  # 1 live entry of 321: collapsed while the loss is above its floor ...
+  assert bool(collapse.has_collapsed(one, 321 * one, one, scale))
+  # ... not at an exact minimum, nor with no entry live, nor at 4 of 321.
+  assert not bool(collapse.has_collapsed(one, 321 * one, 0 * one, scale))
+  assert not bool(collapse.has_collapsed(0 * one, 321 * one, one, scale))
+  assert not bool(collapse.has_collapsed(4 * one, 321 * one, one, scale))
+  # A scale not yet known (0 live entries at the start) never collapses.
+  assert not bool(collapse.has_collapsed(one, 0 * one, one, scale))

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_exptest._src import collapse
 from optax_exptest._src import correction as correction_lib
 from optax_exptest._src import inner_rules
 from optax_exptest._src import window as window_lib
@@ -225,17 +226,29 @@ def _decide_step(
     value: jax.Array,
     flag: jax.Array,
     hp: _Hyperparameters,
+    grads: optax.Updates,
     *,
     reset: bool,
     sgd_correction: bool,
 ) -> _Controls:
-  """The rare branch: fix L0, test a complete window, apply the verdict."""
+  """The rare branch: fix L0, test a complete window, apply the verdict.
+
+  A window that completes on a model collapsed to a trivial predictor
+  (`collapse.py`) counts as a divergence: its exponential decay is the
+  output bias fitting a constant, and only a return to the anchor revives
+  the model.
+  """
   controls = _match_decrease(controls, value, hp)
+  live = collapse.live_entries(grads, value.dtype)
   window = window_lib.fix_scale(
-      controls.window, value, hp.loss_floor, controls.learning_rate
+      controls.window, value, hp.loss_floor, controls.learning_rate, live
   )
-  diverged = _diverged(window, value, flag, hp)
-  complete = window_lib.is_complete(window) & ~diverged
+  complete = window_lib.is_complete(window)
+  collapsed = complete & collapse.has_collapsed(
+      live, window.live_at_start, value - hp.loss_floor, window.loss_scale
+  )
+  diverged = _diverged(window, value, flag, hp) | collapsed
+  complete = complete & ~diverged
   p = lazy_cond(
       complete,
       lambda w, phase, last: window_lib.p_value(w, phase),
@@ -317,7 +330,7 @@ def _measure_then_decide(carry, grads, value, flag, hp, **options):
   controls = lazy_update(
       _needs_decision(controls, value, flag, hp),
       functools.partial(_decide_step, **options),
-      controls, value, flag, hp,
+      controls, value, flag, hp, grads,
   )
   return controls, correction
 
@@ -408,7 +421,7 @@ def _rare_branches(
   if not config.sgd_correction:
     controls = lazy_update(
         needs_decision, functools.partial(_decide_step, **options),
-        controls, value, flag, hp,
+        controls, value, flag, hp, grads,
     )
     return controls, correction
   # One branch for both rare cases (measuring, deciding), so that a common

@@ -58,6 +58,9 @@ class WindowState(NamedTuple):
       compares one integer.
     rate_gain: `rho`, the factor from the rate to the gradient-descent rate
       `W` is computed at (`inner_rules`; 1 without an inner).
+    live_at_start: the gradient's live entries at the first finite loss
+      (`collapse.live_entries`; 0 until then), against which a collapse to a
+      trivial predictor is told.
   """
 
   losses: loss_window.LossWindow
@@ -67,6 +70,7 @@ class WindowState(NamedTuple):
   measuring: jax.Array
   next_event: jax.Array
   rate_gain: jax.Array
+  live_at_start: jax.Array
 
 
 def window_size(loss_scale: jax.Array, learning_rate: jax.Array) -> jax.Array:
@@ -127,6 +131,7 @@ def init(
       measuring=jnp.asarray(measuring),
       next_event=jnp.ones((), jnp.int32),
       rate_gain=jnp.asarray(rate_gain, dtype),
+      live_at_start=jnp.zeros((), dtype),
   )
 
 
@@ -157,8 +162,10 @@ def fix_scale(
     value: jax.Array,
     loss_floor: jax.Array,
     learning_rate: jax.Array,
+    live: jax.Array,
 ) -> WindowState:
-  """At the first finite loss: the scale `L0`, then `W` and `N` from it."""
+  """At the first finite loss: the scale `L0`, then `W` and `N` from it, and
+  the gradient's `live` entries."""
   known = window.loss_scale > 0
   new = jnp.isfinite(value) & ~known
   rate = learning_rate * window.rate_gain
@@ -168,6 +175,9 @@ def fix_scale(
       loss_scale=scale,
       base_length=w.astype(jnp.int32),
       length=jnp.where(new, _test_length(w), window.length),
+      live_at_start=jnp.where(new, live, window.live_at_start).astype(
+          window.live_at_start.dtype
+      ),
   ))
 
 
