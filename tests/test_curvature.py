@@ -59,6 +59,13 @@ def _ce(logits, batch):
   return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
 
 
+def _per_batch_tops(model_fn, params, batches):
+  """The parameter count and the mean of each batch's dense top eigenvalue
+  (the default `average="eigenvalues"`)."""
+  spectra = [_dense_gauss_newton_top(model_fn, _ce, params, [b]) for b in batches]
+  return spectra[0].size, float(np.mean([s[-1] for s in spectra]))
+
+
 def _classification(seed=0, s=48, n=4, k=3, num_batches=2):
   rng = np.random.default_rng(seed)
   return [(jnp.asarray(rng.normal(size=(s, n))),
@@ -74,7 +81,8 @@ def test_hessian_matches_dense_eigvalsh(x64):
   dense = _dense_hessian_top(mean_loss, params)
   assert dense[0] < 0 < dense[-1]  # A saddle: the Hessian is indefinite.
   n = dense.size  # 27 parameters: Lanczos with n steps is exact.
-  eta = lr_upper_bound_from_model(loss, params, batches, num_iterations=n)
+  eta = lr_upper_bound_from_model(loss, params, batches, num_iterations=n,
+                                  average="curvature")
   assert eta.dtype == (jnp.float64 if x64 else jnp.float32)
   np.testing.assert_allclose(float(eta), 2 / dense[-1], rtol=_tol(x64))
 
@@ -85,12 +93,13 @@ def test_gauss_newton_matches_dense_eigvalsh(x64):
   dense = _dense_gauss_newton_top(_mlp_apply, _ce, params, batches)
   assert dense[0] > -1e-6 * dense[-1]  # Positive semi-definite.
   eta = lr_upper_bound_from_model(_ce, params, batches, model_fn=_mlp_apply,
-                                  num_iterations=dense.size)
+                                  num_iterations=dense.size,
+                                  average="curvature")
   np.testing.assert_allclose(float(eta), 2 / dense[-1], rtol=_tol(x64))
   # Few iterations already find the top eigenvalue to a few percent, from
   # below (a Ritz value), so the bound errs high.
   few = lr_upper_bound_from_model(_ce, params, batches, model_fn=_mlp_apply,
-                                  num_iterations=8)
+                                  num_iterations=8, average="curvature")
   assert 2 / dense[-1] * (1 - 1e-4) <= float(few) <= 1.1 * 2 / dense[-1]
 
 
@@ -128,12 +137,34 @@ def test_linear_regression_equals_the_data_bound(x64, num_outputs):
   data = lr_upper_bound(x, "mse", num_outputs=num_outputs)
   for curvature in ("gauss_newton", "hessian"):
     eta = lr_upper_bound_from_model(half_mse, params, batches,
-                                    model_fn=model_fn, curvature=curvature)
+                                    model_fn=model_fn, curvature=curvature,
+                                    average="curvature")
     np.testing.assert_allclose(float(eta), data, rtol=_tol(x64))
   # Without the 0.5 the curvature doubles.
   mse = lambda out, b: jnp.mean((out - b[1]) ** 2)
-  eta = lr_upper_bound_from_model(mse, params, batches, model_fn=model_fn)
+  eta = lr_upper_bound_from_model(mse, params, batches, model_fn=model_fn,
+                                  average="curvature")
   np.testing.assert_allclose(float(eta), data / 2, rtol=_tol(x64))
+
+
+def test_mean_of_each_batch_top_eigenvalue(x64):
+  # The default: each batch's own lambda_max, averaged; at least the mean
+  # curvature's (lambda_max is convex), so the bound is at most its bound.
+  batches = _classification(seed=3, s=12, num_batches=3)
+  params = _mlp(jax.random.key(6), (4, 3, 3))
+  n, top = _per_batch_tops(_mlp_apply, params, batches)
+  eta = lr_upper_bound_from_model(_ce, params, batches, model_fn=_mlp_apply,
+                                  num_iterations=n)
+  np.testing.assert_allclose(float(eta), 2 / top, rtol=_tol(x64))
+  mean_curvature = lr_upper_bound_from_model(
+      _ce, params, batches, model_fn=_mlp_apply, num_iterations=n,
+      average="curvature")
+  assert float(eta) < float(mean_curvature)
+  # One batch: the two averages agree.
+  one = [lr_upper_bound_from_model(_ce, params, batches[:1], model_fn=_mlp_apply,
+                                   num_iterations=n, average=a)
+         for a in ("eigenvalues", "curvature")]
+  np.testing.assert_allclose(float(one[0]), float(one[1]), rtol=_tol(x64))
 
 
 def test_softmax_regression_relation_to_the_data_bound(x64):
@@ -173,10 +204,10 @@ def test_flax_nnx_cnn_matches_dense_gauss_newton():
   rng = np.random.default_rng(0)
   batches = [(jnp.asarray(rng.normal(size=(16, 6, 6, 1)), jnp.float32),
               jnp.asarray(rng.integers(0, 2, size=16))) for _ in range(2)]
-  dense = _dense_gauss_newton_top(model_fn, _ce, params, batches)
+  n, top = _per_batch_tops(model_fn, params, batches)
   eta = lr_upper_bound_from_model(_ce, params, batches, model_fn=model_fn,
-                                  num_iterations=dense.size)
-  np.testing.assert_allclose(float(eta), 2 / dense[-1], rtol=1e-3)
+                                  num_iterations=n)
+  np.testing.assert_allclose(float(eta), 2 / top, rtol=1e-3)
 
 
 def _bag_of_embeddings(params, batch):
@@ -193,11 +224,10 @@ def test_integer_token_inputs():
             "b": jnp.zeros(k)}
   batches = [(jnp.asarray(rng.integers(0, vocab, size=(20, 6)), jnp.int32),
               jnp.asarray(rng.integers(0, k, size=20))) for _ in range(3)]
-  dense = _dense_gauss_newton_top(_bag_of_embeddings, _ce, params, batches)
+  n, top = _per_batch_tops(_bag_of_embeddings, params, batches)
   eta = lr_upper_bound_from_model(_ce, params, batches,
-                                  model_fn=_bag_of_embeddings,
-                                  num_iterations=dense.size)
-  np.testing.assert_allclose(float(eta), 2 / dense[-1], rtol=2e-4)
+                                  model_fn=_bag_of_embeddings, num_iterations=n)
+  np.testing.assert_allclose(float(eta), 2 / top, rtol=2e-4)
 
 
 def test_batch_forms_agree():
@@ -213,8 +243,9 @@ def test_batch_forms_agree():
   # Unequal shapes (a shorter last batch): each batch counts once.
   cut = batches[:2] + [(batches[2][0][:10], batches[2][1][:10])]
   dense = _dense_gauss_newton_top(_mlp_apply, _ce, params, cut)
-  np.testing.assert_allclose(run(cut, num_iterations=dense.size),
-                             2 / dense[-1], rtol=2e-4)
+  np.testing.assert_allclose(
+      run(cut, num_iterations=dense.size, average="curvature"),
+      2 / dense[-1], rtol=2e-4)
 
 
 def test_jit_and_vmap():
@@ -249,6 +280,7 @@ def test_start_rate_for_exptest():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(curvature="fisher"), "curvature must be one of"),
+    (dict(average="median"), "average must be one of"),
     (dict(curvature="gauss_newton", model_fn=None), "needs model_fn"),
     (dict(num_iterations=0), "num_iterations must be >= 1"),
     (dict(num_iterations=2.5), "num_iterations must be an integer"),

@@ -592,7 +592,13 @@ def exptest(
   `inner=optax.scale_by_adam()`: ExpTest owns that state and re-initialises
   it on a reset. In `optax.chain(optax.trace(0.9), exptest(...))` the
   momentum is not reset: after a restart the first updates still carry the
-  old momentum, and no inner rule applies (below).
+  old momentum, after a blow-up it can stay non-finite (every later step
+  then diverges and the rate is cut to nothing), and no inner rule applies
+  (below).
+
+  A window that completes on a model collapsed to a trivial predictor
+  (fewer than 1% of the first step's gradient entries still live, as when
+  every ReLU unit has died) counts as a divergence too (`collapse.py`).
 
   With `inner=`, `learning_rate` stays the bound in gradient-descent units:
   ExpTest probes `inner` and uses its effective rate `rho * eta`, the
