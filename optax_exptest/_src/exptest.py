@@ -226,7 +226,7 @@ def _decide_step(
     value: jax.Array,
     flag: jax.Array,
     hp: _Hyperparameters,
-    grads: optax.Updates,
+    live: jax.Array,
     *,
     reset: bool,
     sgd_correction: bool,
@@ -239,7 +239,6 @@ def _decide_step(
   the model.
   """
   controls = _match_decrease(controls, value, hp)
-  live = collapse.live_entries(grads, value.dtype)
   window = window_lib.fix_scale(
       controls.window, value, hp.loss_floor, controls.learning_rate, live
   )
@@ -322,7 +321,7 @@ def _measure(
   return window, correction
 
 
-def _measure_then_decide(carry, grads, value, flag, hp, **options):
+def _measure_then_decide(carry, grads, value, flag, hp, live, **options):
   """The rare branch with the correction: `_measure`, then `_decide_step`."""
   controls, correction = carry
   window, correction = _measure(controls.window, correction, grads)
@@ -330,9 +329,26 @@ def _measure_then_decide(carry, grads, value, flag, hp, **options):
   controls = lazy_update(
       _needs_decision(controls, value, flag, hp),
       functools.partial(_decide_step, **options),
-      controls, value, flag, hp, grads,
+      controls, value, flag, hp, live,
   )
   return controls, correction
+
+
+def _live_entries_when_needed(
+    window: window_lib.WindowState, grads: optax.Updates, dtype: jnp.dtype
+) -> jax.Array:
+  """The gradient's live entries at the steps that may decide, else 0.
+
+  A `lax.cond` with a scalar output, outside the decision's while loop: a
+  gradient among a while loop's operands is copied on every step (it is
+  read again after the loop), a conditional's operands are not.
+  """
+  return lazy_cond(
+      window.losses.count >= window.next_event,
+      lambda g: collapse.live_entries(g, dtype),
+      lambda g: jnp.zeros((), dtype),
+      grads,
+  )
 
 
 def _apply_verdict(
@@ -418,10 +434,11 @@ def _rare_branches(
       (controls, correction, grads, value, flag, hp)
   )
   needs_decision = _needs_decision(controls, value, flag, hp)
+  live = _live_entries_when_needed(controls.window, grads, hp.alpha.dtype)
   if not config.sgd_correction:
     controls = lazy_update(
         needs_decision, functools.partial(_decide_step, **options),
-        controls, value, flag, hp, grads,
+        controls, value, flag, hp, live,
     )
     return controls, correction
   # One branch for both rare cases (measuring, deciding), so that a common
@@ -429,7 +446,7 @@ def _rare_branches(
   return lazy_update(
       controls.window.measuring | needs_decision,
       functools.partial(_measure_then_decide, **options),
-      (controls, correction), grads, value, flag, hp,
+      (controls, correction), grads, value, flag, hp, live,
       batched="select",
   )
 
