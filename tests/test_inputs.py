@@ -235,3 +235,20 @@ def test_live_entries_and_the_collapse_rule():
   assert not bool(collapse.has_collapsed(4 * one, 321 * one, one, scale))
   # A scale not yet known (0 live entries at the start) never collapses.
   assert not bool(collapse.has_collapsed(one, 0 * one, one, scale))
+
+
+def test_collapse_check_under_vmap_acts_per_arm():
+  """Vmapped over rates, the arm whose first step kills its units returns to
+  the start where its single run does; the healthy arm never does."""
+  loss, params, _ = relu_regression(offset=-1.0)
+  run = lambda lr: train(
+      optax_exptest.exptest(lr, sgd_correction=False), loss, params, 300)[2][1]
+  rates = jnp.array([0.5, 0.01])
+  batched = np.asarray(jax.jit(jax.vmap(run))(rates))
+  for arm, rate in enumerate([0.5, 0.01]):
+    alone = np.asarray(jax.jit(run)(jnp.asarray(rate)))
+    diverged = np.flatnonzero(alone == Decision.DIVERGED)
+    np.testing.assert_array_equal(
+        np.flatnonzero(batched[arm] == Decision.DIVERGED), diverged)
+  assert np.any(batched[0] == Decision.DIVERGED)
+  assert not np.any(batched[1] == Decision.DIVERGED)
