@@ -339,9 +339,9 @@ def _live_entries_when_needed(
 ) -> jax.Array:
   """The gradient's live entries at the steps that may decide, else 0.
 
-  A `lax.cond` with a scalar output, outside the decision's while loop: a
-  gradient among a while loop's operands is copied on every step (it is
-  read again after the loop), a conditional's operands are not.
+  A `lax.cond` with a scalar output, outside the decision's while loop, so
+  that the loop's operands stay the scalars and the window; in one process
+  the check measured no cost per step (`docs/design.md`, section 7).
   """
   return lazy_cond(
       window.losses.count >= window.next_event,
