@@ -237,6 +237,14 @@ def markdown(out) -> str:
         "|---|---|---|---|---|",
     ] + [f"| {r['inner']} | {r['seed']} | {r['accuracy']:.2f} | {r['final_rate_over_eta_max']:.4f} | {r['cuts']} |"
          for r in cnn["runs"]] + [""]
+    adam = cnn.get("plain_adam")
+    if adam:
+      lines += [
+          "Adam at constant rates on the same CNN, seed and batches"
+          f" ({adam['epochs']} epochs): "
+          + ", ".join(f"{float(k):g}: {v:.2f}%" for k, v in adam["accuracy_by_rate"].items())
+          + ".", "",
+      ]
   lines.append("Run: `python -m benchmarks inner_rules --task mnist|california|chain|chain_california`; the CNN rows"
                " by `python examples/flax_mnist_cnn.py --inner adam` (recorded by hand in"
                " `results/inner_rules_cnn.json`).")
