@@ -150,8 +150,8 @@ def test_linear_regression_equals_the_data_bound(x64, num_outputs):
 def test_mean_of_each_batch_top_eigenvalue(x64):
   # The default: each batch's own lambda_max, averaged; at least the mean
   # curvature's (lambda_max is convex), so the bound is at most its bound.
-  batches = _classification(seed=3, s=12, num_batches=3)
-  params = _mlp(jax.random.key(6), (4, 3, 3))
+  batches = _classification(seed=3, s=12, k=2, num_batches=3)
+  params = _mlp(jax.random.key(6), (4, 2, 2))
   n, top = _per_batch_tops(_mlp_apply, params, batches)
   eta = lr_upper_bound_from_model(_ce, params, batches, model_fn=_mlp_apply,
                                   num_iterations=n)
@@ -160,11 +160,6 @@ def test_mean_of_each_batch_top_eigenvalue(x64):
       _ce, params, batches, model_fn=_mlp_apply, num_iterations=n,
       average="curvature")
   assert float(eta) < float(mean_curvature)
-  # One batch: the two averages agree.
-  one = [lr_upper_bound_from_model(_ce, params, batches[:1], model_fn=_mlp_apply,
-                                   num_iterations=n, average=a)
-         for a in ("eigenvalues", "curvature")]
-  np.testing.assert_allclose(float(one[0]), float(one[1]), rtol=_tol(x64))
 
 
 def test_softmax_regression_relation_to_the_data_bound(x64):

@@ -204,7 +204,8 @@ def test_reverse_mode_through_update(inner):
 def test_a_collapse_to_a_constant_predictor_is_recovered(sgd_correction):
   """A first step at 0.5 kills every ReLU unit: the output bias then fits the
   targets' mean, an exponential decay the search test accepts. The collapse
-  check must see it, return to the start and cut, and the run must train."""
+  check must see it at two window ends in a row, return to the start and
+  cut, and the run must train."""
   loss, params, constant_loss = relu_regression(offset=-1.0)
   tx = optax_exptest.exptest(0.5, sgd_correction=sgd_correction)
   final, state, records = train(tx, loss, params, 2000)
@@ -214,6 +215,10 @@ def test_a_collapse_to_a_constant_predictor_is_recovered(sgd_correction):
   assert np.all(np.isfinite(values))
   assert np.all(values < 1e3 * values[0])
   assert np.sum(decisions == Decision.DIVERGED) >= 1
+  # Confirmed at the second window's end: the first one saw the collapse
+  # once (and passed the search test on the bias's decay).
+  first = np.flatnonzero(decisions == Decision.DIVERGED)[0]
+  assert np.count_nonzero(decisions[:first]) == 1
   assert int(state.num_resets) >= 1
   assert float(loss(final)) < 0.01 * constant_loss
   assert int(state.phase) == Phase.TUNING

@@ -20,9 +20,11 @@ collapsed when fewer than `COLLAPSE_FRACTION` of the first live entries are
 live, two orders of magnitude from either regime, while the loss is still
 above its floor by more than the square root of the float precision times
 `L0` (a run that has converged exactly, a gradient of float noise, is not a
-collapse).
+collapse). ExpTest acts on it when two window ends in a row see it: a dead
+model stays dead, while one batch that reaches few parameters (a short
+document with sparse inputs and a tiny batch) does not repeat.
 
-It runs only in ExpTest's rare branch (the first loss, the end of each
+It runs only at the steps that may decide (the first loss, the end of each
 window), never on the per-step path.
 """
 

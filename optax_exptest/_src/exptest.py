@@ -233,21 +233,23 @@ def _decide_step(
 ) -> _Controls:
   """The rare branch: fix L0, test a complete window, apply the verdict.
 
-  A window that completes on a model collapsed to a trivial predictor
-  (`collapse.py`) counts as a divergence: its exponential decay is the
+  A model collapsed to a trivial predictor (`collapse.py`) at the end of two
+  windows in a row counts as a divergence: its exponential decay is the
   output bias fitting a constant, and only a return to the anchor revives
-  the model.
+  the model. A dead model stays dead, so it is seen twice; a batch that
+  happens to reach few parameters (a short document) does not repeat.
   """
   controls = _match_decrease(controls, value, hp)
   window = window_lib.fix_scale(
       controls.window, value, hp.loss_floor, controls.learning_rate, live
   )
-  complete = window_lib.is_complete(window)
-  collapsed = complete & collapse.has_collapsed(
+  ended = window_lib.is_complete(window)
+  looks_collapsed = ended & collapse.has_collapsed(
       live, window.live_at_start, value - hp.loss_floor, window.loss_scale
   )
+  collapsed = looks_collapsed & window.collapse_seen
   diverged = _diverged(window, value, flag, hp) | collapsed
-  complete = complete & ~diverged
+  complete = ended & ~diverged
   p = lazy_cond(
       complete,
       lambda w, phase, last: window_lib.p_value(w, phase),
@@ -269,6 +271,10 @@ def _decide_step(
       ),
       *next_windows,
   )
+  window = window._replace(collapse_seen=jnp.where(
+      verdict.restore, False,
+      jnp.where(ended, looks_collapsed, window.collapse_seen),
+  ))
   return _Controls(
       learning_rate=lr,
       phase=verdict.phase,
@@ -613,9 +619,9 @@ def exptest(
   then diverges and the rate is cut to nothing), and no inner rule applies
   (below).
 
-  A window that completes on a model collapsed to a trivial predictor
-  (fewer than 1% of the first step's gradient entries still live, as when
-  every ReLU unit has died) counts as a divergence too (`collapse.py`).
+  A model collapsed to a trivial predictor at the end of two windows in a
+  row (fewer than 1% of the first step's gradient entries still live, as
+  when every ReLU unit has died) counts as a divergence too (`collapse.py`).
 
   With `inner=`, `learning_rate` stays the bound in gradient-descent units:
   ExpTest probes `inner` and uses its effective rate `rho * eta`, the

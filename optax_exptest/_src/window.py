@@ -61,6 +61,8 @@ class WindowState(NamedTuple):
     live_at_start: the gradient's live entries at the first finite loss
       (`collapse.live_entries`; 0 until then), against which a collapse to a
       trivial predictor is told.
+    collapse_seen: whether the last completed window ended on a model that
+      looked collapsed (a collapse is confirmed at the next one).
   """
 
   losses: loss_window.LossWindow
@@ -71,6 +73,7 @@ class WindowState(NamedTuple):
   next_event: jax.Array
   rate_gain: jax.Array
   live_at_start: jax.Array
+  collapse_seen: jax.Array
 
 
 def window_size(loss_scale: jax.Array, learning_rate: jax.Array) -> jax.Array:
@@ -132,6 +135,7 @@ def init(
       next_event=jnp.ones((), jnp.int32),
       rate_gain=jnp.asarray(rate_gain, dtype),
       live_at_start=jnp.zeros((), dtype),
+      collapse_seen=jnp.zeros((), bool),
   )
 
 
