@@ -29,7 +29,7 @@ import optax
 import optax_exptest
 from benchmarks import step_time
 from benchmarks.lib import common
-from benchmarks.lib.problems import cross_entropy, init_linear, load_mnist
+from benchmarks.lib.problems import init_linear, load_mnist
 
 CIFAR_TRAIN_SIZE = 50_000
 VGG_BATCH = 128
@@ -59,12 +59,11 @@ def zooming_rounds(x, y, eta, steps: int, ks, repeats: int) -> list[dict]:
   """Seconds of a round of k ExpTest runs: vmapped against sequential."""
   order = jax.random.permutation(jax.random.PRNGKey(1), x.shape[0])
   batches = order[: steps * step_time.BATCH].reshape(steps, step_time.BATCH)
-  value_and_grad = lambda p, idx, d: jax.value_and_grad(cross_entropy)(p, d[0][idx], d[1][idx])
   data = (x, y)
 
   def run(rate, data):
     return step_time.scan_training(
-        optax_exptest.exptest, value_and_grad,
+        optax_exptest.exptest, step_time.logreg_value_and_grad,
         init_linear(jax.random.PRNGKey(0)), rate, batches, data)[1]
 
   single = jax.jit(run)

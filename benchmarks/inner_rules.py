@@ -23,11 +23,30 @@ from optax_exptest._src.decision import Decision
 NAMES = ["exptest_momentum", "exptest_adam"]
 
 
-def _summary(rates, decisions, eta):
-  cuts = ((decisions == Decision.RESTART) | (decisions == Decision.DIVERGED)
+def _cuts(decisions):
+  """Rate cuts per arm: restarts, divergences and plateaus."""
+  return ((decisions == Decision.RESTART) | (decisions == Decision.DIVERGED)
           | (decisions == Decision.PLATEAU)).sum(-1)
+
+
+def _summary(rates, decisions, eta):
   return dict(final_rate_over_eta_max=(rates[:, -1] / eta).tolist(),
-              cuts=cuts.tolist())
+              cuts=_cuts(decisions).tolist())
+
+
+def _compositions(**exptest_kwargs):
+  """`label -> make_tx(learning_rate)`: momentum as `inner=`, and chained
+  before ExpTest at the rate given and at `(1 - 0.9)` times it."""
+  exptest = lambda rate, **kw: optax_exptest.exptest(rate, **exptest_kwargs, **kw)
+  return {
+      "inner=trace(0.9)": lambda learning_rate: exptest(
+          learning_rate, inner=optax.trace(0.9)),
+      "chain(trace(0.9), exptest)": lambda learning_rate: optax.chain(
+          optax.trace(0.9), exptest(learning_rate)),
+      "chain(trace(0.9), exptest((1-0.9) eta_max))": (
+          lambda learning_rate: optax.chain(
+              optax.trace(0.9), exptest(0.1 * learning_rate))),
+  }
 
 
 def mnist(seeds, epochs, subset, names=NAMES):
@@ -58,13 +77,10 @@ def california(seeds, steps=10_000, names=NAMES):
         name, {"learning_rate": np.full(len(seeds), eta)}, seeds, data,
         eta_max=eta, steps=steps,
     )
-    decisions = runs.decision
-    cuts = ((decisions == Decision.RESTART) | (decisions == Decision.DIVERGED)
-            | (decisions == Decision.PLATEAU)).sum(-1)
     out[name] = dict(final_test=runs.final_test.tolist(),
                      mean_std=common.mean_std(runs.final_test),
                      best_val_test=runs.best_val_test.tolist(),
-                     cuts=cuts.tolist(), seconds=runs.seconds)
+                     cuts=_cuts(runs.decision).tolist(), seconds=runs.seconds)
     print(name, out[name], flush=True)
   return out
 
@@ -73,17 +89,8 @@ def chain(seeds, epochs, subset):
   """`chain(trace(0.9), exptest(eta_max))` against `exptest(.., inner=)`."""
   data = problems.mnist_on_device(subset)
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train))
-  makers = {
-      "inner=trace(0.9)": lambda learning_rate: optax_exptest.exptest(
-          learning_rate, inner=optax.trace(0.9)),
-      "chain(trace(0.9), exptest)": lambda learning_rate: optax.chain(
-          optax.trace(0.9), optax_exptest.exptest(learning_rate)),
-      "chain(trace(0.9), exptest((1-0.9) eta_max))": (
-          lambda learning_rate: optax.chain(
-              optax.trace(0.9), optax_exptest.exptest(0.1 * learning_rate))),
-  }
   out = {"eta_max": eta, "epochs": epochs, "subset": subset}
-  for label, make in makers.items():
+  for label, make in _compositions().items():
     runs = trainers.train_mnist(
         "exptest", {"learning_rate": np.full(len(seeds), eta)}, seeds, data,
         eta_max=eta, epochs=epochs, make_tx=make,
@@ -106,19 +113,8 @@ def chain_california(seeds, steps=10_000):
   """
   data = problems.load_california()
   eta = optax_exptest.lr_upper_bound(np.asarray(data.x_train).T, loss="mse")
-  makers = {
-      "inner=trace(0.9)": lambda learning_rate: optax_exptest.exptest(
-          learning_rate, inner=optax.trace(0.9), sgd_correction=False),
-      "chain(trace(0.9), exptest)": lambda learning_rate: optax.chain(
-          optax.trace(0.9),
-          optax_exptest.exptest(learning_rate, sgd_correction=False)),
-      "chain(trace(0.9), exptest((1-0.9) eta_max))": (
-          lambda learning_rate: optax.chain(
-              optax.trace(0.9),
-              optax_exptest.exptest(0.1 * learning_rate, sgd_correction=False))),
-  }
   out = {"eta_max": eta, "steps": steps}
-  for label, make in makers.items():
+  for label, make in _compositions(sgd_correction=False).items():
     run = trainers.make_california_run(
         "exptest", make, steps=steps, eval_every=10,
         row_chunks=problems.auto_row_chunks(data.x_train.shape[1], len(seeds)))

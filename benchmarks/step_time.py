@@ -90,14 +90,18 @@ def scan_training(make_tx, value_and_grad, params, eta, batches, data):
   return params, losses
 
 
+def logreg_value_and_grad(params, idx, data):
+  """Logistic regression's loss and gradient on the rows `idx` of `data = (x, y)`."""
+  return jax.value_and_grad(loss_fn)(params, data[0][idx], data[1][idx])
+
+
 def logreg_settings(x, y, eta, steps, arms):
   """`setting -> {optimizer -> thunk}` for MNIST logistic regression."""
-  value_and_grad = lambda p, idx, d: jax.value_and_grad(loss_fn)(p, d[0][idx], d[1][idx])
 
   def own_batches(make_tx, key, rate, data):
     init_key, perm_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, x.shape[0])[: steps * BATCH]
-    return scan_training(make_tx, value_and_grad, init_linear(init_key), rate,
+    return scan_training(make_tx, logreg_value_and_grad, init_linear(init_key), rate,
                          order.reshape(steps, BATCH), data)
 
   # One batch stream for all arms: the gather is shared, as in a sweep.

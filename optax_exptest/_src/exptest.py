@@ -216,7 +216,7 @@ def _diverged(
 
 def _needs_decision(controls: _Controls, value, flag, hp) -> jax.Array:
   window = controls.window
-  return (window.losses.count >= window.next_event) | _diverged(
+  return window_lib.at_event(window) | _diverged(
       window, value, flag, hp
   )
 
@@ -350,7 +350,7 @@ def _live_entries_when_needed(
   the check measured no cost per step (`docs/design.md`, section 7).
   """
   return lazy_cond(
-      window.losses.count >= window.next_event,
+      window_lib.at_event(window),
       lambda g: collapse.live_entries(g, dtype),
       lambda g: jnp.zeros((), dtype),
       grads,

@@ -193,6 +193,11 @@ def end_measurement(window: WindowState, c_w: jax.Array) -> WindowState:
   ))
 
 
+def at_event(window: WindowState) -> jax.Array:
+  """Whether the window needs attention at this loss (`next_event`)."""
+  return window.losses.count >= window.next_event
+
+
 def is_measured(window: WindowState) -> jax.Array:
   """Whether the correction's `W` steps are all in."""
   return window.losses.count >= window.base_length
