@@ -16,9 +16,16 @@ Every method searches learning rates in `[1e-4, 10] * eta_max`
 10 and 20 pulls (a fresh search per budget), over 10 search seeds. Each pull
 really trains at the rate asked; the pulls of all runs that can go at the
 same time are trained together in one vmapped call (chunks of fixed size,
-one compile per problem and fidelity). Pull `j` of seed `s` gets the same
-training key in every method (common random numbers). A pull diverged when
-its final training loss is non-finite or above the initial one.
+one compile per problem and fidelity). Common random numbers: a pull's
+training key is a function of the search seed, the learning rate (to 9
+significant digits), the fidelity and how many times that run has pulled
+this rate before, so two methods that train the same rate in the same search
+seed get the same reward, and a repeated rate gets a fresh key. (Keying by
+the pull's index instead made the same rates give different rewards to
+different methods: at 5 pulls on teacher_sigmoid spread zooming and the grid
+train the same five rates, and they differed by 0.05 from the keys alone.)
+A pull diverged when its final training loss is non-finite or above the
+initial one.
 
 Methods, each at its defaults unless said:
 
@@ -28,8 +35,9 @@ Methods, each at its defaults unless said:
   setting, one pull a round.
 * `TPE (3 startup)`, `TPE (default)`: Optuna's `TPESampler` with 3 random
   start-up trials, and with its default 10 (random search below 10 pulls).
-* `GP-BO (3 startup)`: Optuna's `GPSampler` (needs torch; left out when it
-  is missing), 3 start-up trials instead of its default 10.
+* `GP-BO (3 startup)`: Optuna's `GPSampler` (needs torch: `pip install
+  -e .[gp]`; left out when it is missing), 3 start-up trials instead of its
+  default 10.
 * `BLiN`: batched Lipschitz narrowing (Feng, Huang & Wang, NeurIPS 2022,
   arXiv 2110.09722) for a fixed budget: a first batch of `ceil(budget / 4)`
   equal cells played at their centres; cells whose reward is below the
@@ -53,9 +61,11 @@ program.
 Run: `python -m benchmarks zooming_search [--quick] [--out DIR]`.
 """
 
+import collections
 import json
 import math
 import time
+import zlib
 from typing import Callable, NamedTuple
 
 import jax
@@ -87,8 +97,9 @@ class Problem(NamedTuple):
 
 
 def batched(train):
-  """Vmaps and jits `train(lr, key)`; pull `j` of seed `s` gets the key
-  `fold_in(fold_in(PRNGKey(1234), s), j)` (derived inside: no extra compiles).
+  """Vmaps and jits `train(lr, key)`; a pull of seed `s` and key id `j`
+  (`pull_key_id`) gets the key `fold_in(fold_in(PRNGKey(1234), s), j)`
+  (derived inside: no extra compiles).
   """
 
   def one(learning_rate, seed, pull):
@@ -96,6 +107,12 @@ def batched(train):
     return train(learning_rate, key)
 
   return jax.jit(jax.vmap(one))
+
+
+def pull_key_id(learning_rate: float, fidelity: float, repeat: int) -> int:
+  """The key id of a pull: the same for the same rate, fidelity and repeat."""
+  text = f"{learning_rate:.8e}|{fidelity:.6f}|{repeat}"
+  return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
 def fidelities(make_train, steps):
@@ -375,11 +392,15 @@ def run_problem(problem, table, budgets, seeds, chunk, reference_points, referen
   pulls = {run: [] for run in runs}
   rounds = dict.fromkeys(runs, 0)
   while True:
-    batch = []  # (run, lr, pull index, fidelity)
+    batch = []  # (run, lr, key id, fidelity)
     for run, searcher in runs.items():
-      asked = searcher.ask()
-      for i, lr in enumerate(asked):
-        batch.append((run, float(lr), len(pulls[run]) + i, float(searcher.fidelity)))
+      seen = collections.Counter(
+          (f"{p['learning_rate']:.8e}", p["fidelity"]) for p in pulls[run])
+      for lr in searcher.ask():
+        lr, fidelity = float(lr), float(searcher.fidelity)
+        repeat = seen[f"{lr:.8e}", fidelity]
+        seen[f"{lr:.8e}", fidelity] += 1
+        batch.append((run, lr, pull_key_id(lr, fidelity, repeat), fidelity))
     if not batch:
       break
     rewards, diverged = np.zeros(len(batch)), np.zeros(len(batch), bool)

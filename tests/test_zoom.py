@@ -358,9 +358,33 @@ def test_benchmark_quick_runs(name, tmp_path, capsys):
         assert len(row["best"]) == data["seeds"]
         assert row["cost"] <= 5 + 1e-9  # successive halving within the budget
     assert data["targets"] and set(data["ranks"]) == set(data["methods"])
+    _check_common_random_numbers(data)
     (tmp_path / f"{name}_quick.md").unlink()
     module.main(["--quick", "--from-json", "--out", str(tmp_path)])  # no training
     assert "Targets:" in (tmp_path / f"{name}_quick.md").read_text()
   else:
     assert data["layouts"][0]["ratio"]["median"] > 0
   assert "wrote" in capsys.readouterr().out
+
+
+def _check_common_random_numbers(data):
+  """The first full-length pull of a rate in a search seed gets the same
+  reward in every method and budget (its training key depends on the rate,
+  not on when the method pulled it)."""
+  shared = 0
+  for result in data["results"].values():
+    first = {}
+    for run, pulls in result["pulls"].items():
+      seed = run.rsplit(" @ ", 1)[1]
+      seen = set()
+      for p in pulls:
+        rate = f"{p['learning_rate']:.8e}"
+        if p["fidelity"] != 1.0 or rate in seen:
+          continue
+        seen.add(rate)
+        key = (seed, rate)
+        if key in first:
+          shared += 1
+          assert p["reward"] == first[key], (run, rate)
+        first.setdefault(key, p["reward"])
+  assert shared > 0
