@@ -9,6 +9,9 @@ optimizer. `train_mnist` (the ExpTest paper's section IV-A) and
 """
 
 import concurrent.futures
+import contextlib
+import functools
+import threading
 import time
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -35,7 +38,7 @@ def compile_arms(
   MNIST, and seconds of compilation). The thunk returns the outputs (on the
   host) and the wall time of the run. Compiling is separate so that an
   experiment can compile its programs on a thread pool while it runs the
-  ones ready (`compile_all`).
+  ones ready (`compiling`).
   """
   arms = jax.tree.leaves(args)[0].shape[0]
   devices = jax.devices()[:arms]
@@ -61,23 +64,100 @@ def compile_arms(
   return run
 
 
+def compile_mapped(
+    fn: Callable, *args: Any, shared: Any = None, device: Any = None
+) -> Callable[[], tuple[Any, float]]:
+  """Compiles `jax.lax.map(fn)` over the leading axis of `args`, on one
+  device; returns a thunk running it, as `compile_arms` does.
+
+  The arms run one after another in one program: a single run's work per
+  step, without the batched matmuls and transposes that `vmap` adds for
+  arms with their own batches (on XLA:CPU, about twice a single run's time
+  per arm-step). Two such programs on the two devices of a 2-core machine
+  run side by side (`run_side_by_side`).
+  """
+  device = device or jax.devices()[0]
+  args = jax.device_put(jax.tree.map(np.asarray, args), device)
+  extra = () if shared is None else (jax.device_put(shared, device),)
+  mapped = lambda args, *extra: jax.lax.map(lambda a: fn(*a, *extra), args)
+  compiled = jax.jit(mapped).lower(args, *extra).compile()
+
+  def run():
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(args, *extra))
+    seconds = time.perf_counter() - start
+    return jax.tree.map(np.asarray, out), seconds
+
+  return run
+
+
+class Compiling:
+  """Programs compiling on a thread pool (`compiling`); `result(name)` waits
+  for one, or with `wait_for_all` for every one."""
+
+  def __init__(self, futures):
+    self._futures, self.seconds = futures, None
+    self._done = threading.Lock()
+
+  def result(self, name: str, wait_for_all: bool = False):
+    if wait_for_all:
+      concurrent.futures.wait(self._futures.values())
+      with self._done:
+        if self.seconds is None:
+          self.seconds = time.perf_counter()
+    return self._futures[name].result()
+
+
+@contextlib.contextmanager
+def compiling(builders: Mapping[str, Callable[[], Any]], workers: int = 2):
+  """Starts `builders[name]()` on `workers` threads, in order; yields a
+  `Compiling`. Its `seconds` is the `time.perf_counter()` at which every
+  program was first seen compiled (None until then). XLA compiles with the
+  GIL released, so programs can run while the others compile."""
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    futures = {name: pool.submit(build) for name, build in builders.items()}
+    compiled = Compiling(futures)
+    yield compiled
+    compiled.result(next(iter(futures)), wait_for_all=True)
+
+
+def balance(costs: Mapping[str, float], bins: int) -> dict[str, int]:
+  """Assigns each job to one of `bins` devices, the costliest first to the
+  least loaded (longest processing time first)."""
+  load, assignment = [0.0] * bins, {}
+  for name in sorted(costs, key=costs.get, reverse=True):
+    assignment[name] = load.index(min(load))
+    load[assignment[name]] += costs[name]
+  return assignment
+
+
+def run_on_devices(jobs: Mapping[str, tuple[int, Callable[[], Any]]],
+                   on_done: Callable[[str], None] = lambda name: None) -> dict[str, Any]:
+  """Runs `jobs[name] = (device index, thunk)`: one thread per device, each
+  calling its thunks in the order given. JAX releases the GIL while a
+  program runs, so the devices' programs run in parallel. Returns
+  `{name: result}` in the order given."""
+  queues: dict[int, list[str]] = {}
+  for name, (index, _) in jobs.items():
+    queues.setdefault(index, []).append(name)
+  results = {}
+
+  def work(names):
+    for name in names:
+      results[name] = jobs[name][1]()
+      on_done(name)
+
+  with concurrent.futures.ThreadPoolExecutor(max(1, len(queues))) as pool:
+    for future in [pool.submit(work, names) for names in queues.values()]:
+      future.result()
+  return {name: results[name] for name in jobs}
+
+
 def run_arms(fn: Callable, *args: Any, shared: Any = None) -> tuple[Any, float]:
   """Runs `jax.jit(jax.vmap(fn))(*args)` with the arm axis over all devices
   (`compile_arms`); returns the outputs and the run's wall time, compilation
   excluded."""
   return compile_arms(fn, *args, shared=shared)()
-
-
-def compile_all(builders: Mapping[str, Callable[[], Any]], workers: int = 2):
-  """Yields `(name, builders[name]())` in order, built on `workers` threads.
-
-  XLA compiles with the GIL released, so the next programs compile while
-  the caller runs the ones already built.
-  """
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    futures = {name: pool.submit(build) for name, build in builders.items()}
-    for name, future in futures.items():
-      yield name, future.result()
 
 
 def exptest_fields(state):
@@ -102,18 +182,51 @@ class MnistRuns(NamedTuple):
   seconds: float  # wall time of the whole batch of runs, compile excluded
 
 
+class MnistStart(NamedTuple):
+  """What a seed fixes: the initial parameters and each epoch's batches."""
+
+  params: Any  # problems.init_linear's tree
+  batches: jax.Array  # (epochs, steps per epoch, batch size) training indices
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def mnist_start(seeds, n: int, epochs: int, batch_size: int) -> MnistStart:
+  """`MnistStart` of each seed (leading axis): `PRNGKey(seed)` splits into
+  the initialisation's key and the data order's; epoch `e` takes the
+  permutation of `fold_in(data key, e)`, cut to whole batches."""
+  steps = n // batch_size
+
+  def one(seed):
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+    perm = lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), n)
+    batches = jax.vmap(perm)(jnp.arange(epochs))[:, : steps * batch_size]
+    return MnistStart(problems.init_linear(init_key),
+                      batches.reshape(epochs, steps, batch_size))
+
+  return jax.vmap(one)(seeds)
+
+
 def make_mnist_run(
     name: str, make_tx: Callable, data: problems.MnistData, *, batch_size: int,
-    epochs: int, evals_per_epoch: int,
+    epochs: int, evals_per_epoch: int, evaluate_after: bool = False,
 ):
-  """`run(hparams, seed, data)`: the arms of one seed; pure, so it vmaps.
+  """`run(hparams, start, data)`: the arms of one seed; pure, so it vmaps.
 
-  `hparams` leaves have a leading axis of the arms that share `seed` (the
+  `start` is the seed's `mnist_start`: its initial parameters and batch
+  order, drawn outside the training programs (the threefry hash, unrolled
+  in every program that draws, made about a third of a program's
+  compilation). `hparams` leaves have a leading axis of the arms that share
+  the seed (the
   same initialisation and batches, e.g. the factors of a rate grid): each
   step gathers one batch and the arms take it together, as a sweep does
   (a batched matmul, about 2x less time per arm than arms gathering their
   own batches). `data` is an argument, shared by all arms, of the shapes of
   the `data` given.
+
+  With `evaluate_after`, the run returns the parameters to evaluate at each
+  evaluation point instead of their accuracy (`snapshot_accuracy` scores
+  them all in one matmul afterwards): the training program then holds only
+  training steps, so its wall time per step is the optimizer's.
   """
   n = data.x_train.shape[0]
   steps_per_epoch = n // batch_size
@@ -123,12 +236,10 @@ def make_mnist_run(
   # epoch has all its steps and ends with an evaluation.
   head = steps_per_epoch - evals * chunk
 
-  def run(hparams, seed, data):
-    init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+  def run(hparams, start, data):
     arms = jax.tree.leaves(hparams)[0].shape[0]
     params = jax.tree.map(
-        lambda p: jnp.broadcast_to(p, (arms,) + p.shape),
-        problems.init_linear(init_key))
+        lambda p: jnp.broadcast_to(p, (arms,) + p.shape), start.params)
     states = jax.vmap(lambda h, p: make_tx(**h).init(p))(hparams, params)
 
     def step(carry, idx):
@@ -162,21 +273,59 @@ def make_mnist_run(
       )
       return carry, (record, acc)
 
-    def epoch(carry, e):
-      perm = jax.random.permutation(jax.random.fold_in(data_key, e), n)
-      batches = perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-      carry, (records, acc) = jax.lax.scan(
-          step_and_evaluate, carry, (jnp.asarray(last_of_chunk), batches))
-      return carry, (records, acc[last_of_chunk])
+    def step_and_snapshot(carry, xs):
+      evaluate, slot, idx = xs
+      (params, state), snapshots = carry
+      (params, state), record = step((params, state), idx)
+      # Written in place at evaluation steps only (the predicate is not
+      # batched, so this stays a branch under `vmap`).
+      snapshots = jax.lax.cond(
+          evaluate,
+          lambda snaps: jax.tree.map(
+              lambda buf, p: jax.lax.dynamic_update_index_in_dim(buf, p, slot, 1),
+              snaps, jax.vmap(lambda p, s: optimizers.eval_params(name, s, p))(params, state)),
+          lambda snaps: snaps, snapshots)
+      return ((params, state), snapshots), (record, ())
 
-    _, (records, acc) = jax.lax.scan(epoch, (params, states), jnp.arange(epochs))
+    def epoch(carry, batches):
+      if not evaluate_after:
+        carry, (records, acc) = jax.lax.scan(
+            step_and_evaluate, carry, (jnp.asarray(last_of_chunk), batches))
+        return carry, (records, acc[last_of_chunk])
+      snapshots = jax.tree.map(
+          lambda p: jnp.zeros((arms, evals) + p.shape[1:], p.dtype), carry[0])
+      slots = np.maximum(np.cumsum(last_of_chunk) - 1, 0)
+      (carry, snapshots), (records, _) = jax.lax.scan(
+          step_and_snapshot, (carry, snapshots),
+          (jnp.asarray(last_of_chunk), jnp.asarray(slots), batches))
+      return carry, (records, snapshots)
+
+    _, (records, evaluated) = jax.lax.scan(epoch, (params, states), start.batches)
     # (epochs, steps or evals, arms) -> (arms, epochs * ...).
     per_arm = lambda x: jnp.moveaxis(x, -1, 0).reshape(arms, -1)
-    return jax.tree.map(per_arm, records), per_arm(acc)
+    if evaluate_after:  # (epochs, arms, evals, ...) -> (arms, epochs * evals, ...)
+      merge = lambda x: jnp.moveaxis(x, 0, 1).reshape((arms, -1) + x.shape[3:])
+      return jax.tree.map(per_arm, records), jax.tree.map(merge, evaluated)
+    return jax.tree.map(per_arm, records), per_arm(evaluated)
 
   eval_steps = (np.arange(epochs)[:, None] * steps_per_epoch + head
                 + chunk * np.arange(1, evals + 1)[None, :]).reshape(-1)
   return run, eval_steps
+
+
+@jax.jit
+def _accuracies(flat, x, y):
+  """`problems.accuracy` of each model of `flat` (leading axis), in chunks
+  whose logits fit in memory; each chunk is one matmul."""
+  one = lambda p: problems.accuracy(p, x, y)
+  return jax.lax.map(one, flat, batch_size=256)
+
+
+def snapshot_accuracy(snapshots, data: problems.MnistData) -> np.ndarray:
+  """Test accuracy of the linear models in `snapshots` (leading axes kept)."""
+  lead = snapshots["b"].shape[:-1]
+  flat = {k: jnp.reshape(v, (-1,) + v.shape[len(lead):]) for k, v in snapshots.items()}
+  return np.asarray(_accuracies(flat, data.x_test, data.y_test)).reshape(lead)
 
 
 def _seed_groups(seeds: np.ndarray) -> np.ndarray:
@@ -193,24 +342,40 @@ def compile_mnist(
     name: str, hparams: Mapping[str, np.ndarray], seeds: np.ndarray,
     data: problems.MnistData, *, eta_max: float, batch_size: int = 32,
     epochs: int = 5, evals_per_epoch: int = 10, make_tx: Callable | None = None,
+    device: Any = None, evaluate_after: bool = False,
 ) -> Callable[[], MnistRuns]:
-  """`train_mnist`'s program, compiled; returns the thunk that runs it."""
+  """`train_mnist`'s program, compiled; returns the thunk that runs it.
+
+  With `device` given, the seeds run one after another on that device
+  (`compile_mapped`; the arms of one seed still take its batches together);
+  otherwise side by side, vmapped and sharded over all devices
+  (`compile_arms`). With `evaluate_after`, the program returns the
+  parameters at each evaluation and `snapshot_accuracy` scores them after
+  the timed run (see `make_mnist_run`); the accuracies are the same.
+  """
   spec = optimizers.OPTIMIZERS[name]
   full_batch = batch_size >= data.x_train.shape[0]
   if make_tx is None:
     make_tx = lambda learning_rate: spec.make(learning_rate, eta_max, full_batch)
   run, eval_steps = make_mnist_run(
       name, make_tx, data, batch_size=batch_size, epochs=epochs,
-      evals_per_epoch=evals_per_epoch,
+      evals_per_epoch=evals_per_epoch, evaluate_after=evaluate_after,
   )
   groups = _seed_groups(np.asarray(seeds))
   hparams = {k: np.asarray(v, np.float32)[groups] for k, v in hparams.items()}
-  compiled = compile_arms(run, hparams, np.asarray(seeds, np.uint32)[groups[:, 0]],
-                          shared=data)
+  start = jax.tree.map(np.asarray, mnist_start(
+      np.asarray(seeds, np.uint32)[groups[:, 0]], data.x_train.shape[0], epochs,
+      batch_size))
+  if device is None:
+    compiled = compile_arms(run, hparams, start, shared=data)
+  else:
+    compiled = compile_mapped(run, hparams, start, shared=data, device=device)
 
   def train():
     # (seeds, arms of a seed, ...) back to the arms' order.
     out, seconds = compiled()
+    if evaluate_after:
+      out = (out[0], snapshot_accuracy(out[1], data))
     order = np.argsort(groups.ravel())
     ((losses, rates, decisions), acc) = jax.tree.map(
         lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])[order], out)
@@ -262,17 +427,20 @@ def compile_seconds_per_step(name: str, data: problems.MnistData, *,
       data.x_test[:10], data.y_test[:10])
   run, _ = make_mnist_run(name, make_tx, sub, batch_size=batch_size,
                           epochs=1, evals_per_epoch=1)
-  f = jax.jit(lambda sub: run({"learning_rate": jnp.full((1,), learning_rate, jnp.float32)},
-                              0, sub))
-  f = f.lower(sub).compile()
+  steps = sub.x_train.shape[0] // batch_size  # fewer where the data are fewer
+  start = jax.tree.map(lambda x: x[0], mnist_start(
+      np.zeros(1, np.uint32), sub.x_train.shape[0], 1, batch_size))
+  f = jax.jit(lambda sub, start: run(
+      {"learning_rate": jnp.full((1,), learning_rate, jnp.float32)}, start, sub))
+  f = f.lower(sub, start).compile()
 
   def seconds():
-    jax.block_until_ready(f(sub))
+    jax.block_until_ready(f(sub, start))
     times = []
     for _ in range(3):
-      start = time.perf_counter()
-      jax.block_until_ready(f(sub))
-      times.append(time.perf_counter() - start)
+      start_time = time.perf_counter()
+      jax.block_until_ready(f(sub, start))
+      times.append(time.perf_counter() - start_time)
     return float(np.median(times)) / steps
 
   return seconds

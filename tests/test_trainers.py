@@ -1,0 +1,54 @@
+"""The benchmarks' ways of running arms give the same runs."""
+import threading
+
+import jax
+import numpy as np
+
+from benchmarks.lib import problems, trainers
+
+
+def test_balance_puts_the_costliest_jobs_first_on_the_least_loaded_device():
+  costs = {"a": 13.0, "b": 13.0, "c": 13.0, "d": 13.0}
+  costs.update({f"free{i}": 5.0 for i in range(11)})
+  assignment = trainers.balance(costs, 2)
+  assert set(assignment) == set(costs) and set(assignment.values()) == {0, 1}
+  loads = [sum(c for n, c in costs.items() if assignment[n] == d) for d in (0, 1)]
+  assert abs(loads[0] - loads[1]) <= max(costs.values())
+  assert trainers.balance({"x": 1.0}, 2) == {"x": 0}
+
+
+def test_run_on_devices_keeps_each_devices_order_and_returns_all():
+  seen = {0: [], 1: []}
+
+  def job(device, name):
+    def thunk():
+      seen[device].append((name, threading.get_ident()))
+      return name.upper()
+    return device, thunk
+
+  jobs = {"a": job(0, "a"), "b": job(1, "b"), "c": job(0, "c"), "d": job(1, "d")}
+  done = []
+  results = trainers.run_on_devices(jobs, on_done=done.append)
+  assert list(results) == ["a", "b", "c", "d"]
+  assert results == {"a": "A", "b": "B", "c": "C", "d": "D"}
+  assert [n for n, _ in seen[0]] == ["a", "c"] and [n for n, _ in seen[1]] == ["b", "d"]
+  assert len({t for _, t in seen[0]}) == 1  # one thread per device
+  assert sorted(done) == ["a", "b", "c", "d"]
+
+
+def test_seeds_one_after_another_with_evaluation_after_equal_the_vmapped_runs():
+  data = problems.mnist_on_device(subset=640)
+  rates = np.array([0.01, 0.1, 0.01, 0.1], np.float32)
+  seeds = np.array([0, 0, 1, 1])
+  kw = dict(eta_max=0.05, batch_size=32, epochs=2, evals_per_epoch=4)
+  vmapped = trainers.compile_mnist("sgd", {"learning_rate": rates}, seeds, data, **kw)()
+  mapped = trainers.compile_mnist(
+      "sgd", {"learning_rate": rates}, seeds, data, device=jax.devices()[0],
+      evaluate_after=True, **kw)()
+  np.testing.assert_allclose(mapped.losses, vmapped.losses, rtol=2e-5, atol=1e-6)
+  np.testing.assert_array_equal(mapped.eval_steps, vmapped.eval_steps)
+  assert mapped.accuracy.shape == vmapped.accuracy.shape == (4, 8)
+  # At most one of the 100 test images flips between the two matmul orders.
+  np.testing.assert_allclose(mapped.accuracy, vmapped.accuracy, atol=0.011)
+  assert np.all(np.diff(vmapped.accuracy[1]) > -0.2) and vmapped.accuracy[1, -1] > 0.5
+  assert mapped.seconds > 0
