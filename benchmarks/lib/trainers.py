@@ -1,11 +1,14 @@
-"""The one way the benchmarks run arms, and the trainers built on it.
+"""How the benchmarks run arms, and the trainers built on it.
 
 An arm is one training run (one seed, one learning rate or other
 hyperparameters). `run_arms` runs a batch of them as `jax.jit(jax.vmap(run))`
 with the arm axis sharded over all devices: one compiled program per
-optimizer. `train_mnist` (the ExpTest paper's section IV-A) and
-`train_california` (section IV-B) build `run(hparams, seed)` for a problem of
-`problems` and an optimizer of `optimizers`, then call it.
+optimizer. `compile_mapped` runs them one after another on one device
+instead, and `run_on_devices` runs such programs side by side, one per
+device (Table 1: a vmapped arm with its own batches costs about twice a
+single run per step on XLA:CPU). `train_mnist` (the ExpTest paper's section
+IV-A) and `train_california` (section IV-B) build `run(hparams, start)` for
+a problem of `problems` and an optimizer of `optimizers`, then call it.
 """
 
 import concurrent.futures
