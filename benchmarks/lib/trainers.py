@@ -7,7 +7,7 @@ optimizer. `compile_mapped` runs them one after another on one device
 instead, and `run_on_devices` runs such programs side by side, one per
 device (Table 1: a vmapped arm with its own batches costs about twice a
 single run per step on XLA:CPU). `train_mnist` (the ExpTest paper's section
-IV-A) and `train_california` (section IV-B) build `run(hparams, start)` for
+IV-A) and `train_california` (section IV-B) build one arm's `run` for
 a problem of `problems` and an optimizer of `optimizers`, then call it.
 """
 
