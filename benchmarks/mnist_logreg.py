@@ -83,7 +83,7 @@ def main(argv=None):
   # times come from their own programs at the end); the rate-free programs,
   # whose step times are their programs' own, run once every compilation is
   # done, one per device at a time, with nothing else beside them.
-  names = sorted(names, key=lambda n: factors_of(n, factors)[0] is None)  # grids first
+  run_order = sorted(names, key=lambda n: factors_of(n, factors)[0] is None)  # grids first
   devices = jax.devices()
   device_of = trainers.balance(
       {name: run_cost(name, factors, seeds) for name in names}, len(devices))
@@ -91,7 +91,7 @@ def main(argv=None):
       name: functools.partial(compile_optimizer, name, factors, seeds, data, eta,
                               epochs, 32, 200 if args.quick else 1000,
                               devices[device_of[name]])
-      for name in names
+      for name in run_order
   }
   bar = common.progress(range(len(names)), desc="mnist_logreg", unit="optimizer")
   with trainers.compiling(builders) as compiled:
@@ -101,8 +101,9 @@ def main(argv=None):
       return lambda: compiled.result(name, wait_for_all=not grid)[0]()
 
     trained = trainers.run_on_devices(
-        {name: (device_of[name], job(name)) for name in names},
+        {name: (device_of[name], job(name)) for name in run_order},
         on_done=lambda name: getattr(bar, "update", lambda n: None)(1))
+    trained = {name: trained[name] for name in names}  # the table's order
     compile_seconds = compiled.seconds
     timers = {name: compiled.result(name)[1] for name in names}
   getattr(bar, "close", lambda: None)()

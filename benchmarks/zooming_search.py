@@ -110,9 +110,14 @@ def batched(train):
   return jax.jit(jax.vmap(one))
 
 
+def _rate_and_fidelity(learning_rate: float, fidelity: float) -> str:
+  """A pull's rate (to 9 significant digits) and fidelity, as text."""
+  return f"{learning_rate:.8e}|{fidelity:.6f}"
+
+
 def pull_key_id(learning_rate: float, fidelity: float, repeat: int) -> int:
   """The key id of a pull: the same for the same rate, fidelity and repeat."""
-  text = f"{learning_rate:.8e}|{fidelity:.6f}|{repeat}"
+  text = f"{_rate_and_fidelity(learning_rate, fidelity)}|{repeat}"
   return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
@@ -396,11 +401,11 @@ def run_problem(problem, table, budgets, seeds, chunk, reference_points, referen
     batch = []  # (run, lr, key id, fidelity)
     for run, searcher in runs.items():
       seen = collections.Counter(
-          (f"{p['learning_rate']:.8e}", p["fidelity"]) for p in pulls[run])
+          _rate_and_fidelity(p["learning_rate"], p["fidelity"]) for p in pulls[run])
       for lr in searcher.ask():
         lr, fidelity = float(lr), float(searcher.fidelity)
-        repeat = seen[f"{lr:.8e}", fidelity]
-        seen[f"{lr:.8e}", fidelity] += 1
+        repeat = seen[_rate_and_fidelity(lr, fidelity)]
+        seen[_rate_and_fidelity(lr, fidelity)] += 1
         batch.append((run, lr, pull_key_id(lr, fidelity, repeat), fidelity))
     if not batch:
       break

@@ -76,8 +76,8 @@ def compile_mapped(
   The arms run one after another in one program: a single run's work per
   step, without the batched matmuls and transposes that `vmap` adds for
   arms with their own batches (on XLA:CPU, about twice a single run's time
-  per arm-step). Two such programs on the two devices of a 2-core machine
-  run side by side (`run_side_by_side`).
+  per arm-step). Programs on different devices run side by side
+  (`run_on_devices`).
   """
   device = device or jax.devices()[0]
   args = jax.device_put(jax.tree.map(np.asarray, args), device)
