@@ -6,8 +6,13 @@ seed (final accuracy / test MSE, final rate in units of eta_max, cuts), and
 the composition `optax.chain(optax.trace(0.9), exptest(eta_max))` against
 `inner=` on MNIST logistic regression.
 
-Run: `python -m benchmarks inner_rules [--task mnist|california|chain|chain_california|all]
-[--seeds N] [--epochs E] [--subset M]`.
+The Flax CNN of the examples (`--task cnn`, not part of `all`: about two
+minutes a run on two cores) runs ExpTest with momentum and with Adam's
+scaling beside Adam's and momentum's rate grids, two rate-free peers and a
+hand-made Adam schedule, 3 epochs, batch 128, `--cnn-seeds` seeds.
+
+Run: `python -m benchmarks inner_rules [--task mnist|california|chain|chain_california|cnn|all]
+[--seeds N] [--epochs E] [--subset M] [--cnn-seeds N]`.
 """
 
 import json
@@ -132,6 +137,97 @@ def chain_california(seeds, steps=10_000):
   return out
 
 
+# The Flax CNN: ExpTest's inner rules beside the grids of the same updates
+# and two rate-free peers. Grid factors bracket each update's best rate here.
+CNN_CONFIGS = [
+    ("exptest_momentum", (None,)),
+    ("exptest_adam", (None,)),
+    ("adam", (0.01, 0.03, 0.1)),
+    ("momentum", (0.1, 0.3, 1.0)),
+    ("prodigy", (None,)),
+    ("cocob", (None,)),
+]
+# Not rate-free: Adam at 0.06 eta_max (about 3e-3), divided by 3 after every
+# epoch; what three epochs of this CNN can reach with a schedule chosen by hand.
+HAND_SCHEDULE = "adam_hand_schedule"
+
+
+def _cnn_tx(name, factor, eta, steps_per_epoch):
+  if name == HAND_SCHEDULE:
+    return optax.with_extra_args_support(optax.adam(
+        optax.piecewise_constant_schedule(
+            0.06 * eta, {k * steps_per_epoch: 1 / 3 for k in (1, 2)})))
+  from benchmarks.lib import optimizers
+  rate = eta if factor is None else factor * eta
+  return optimizers.OPTIMIZERS[name].make(rate, eta, False)
+
+
+def cnn(seeds, epochs=3, quick=False):
+  """The Flax CNN of the examples (batch 128), per seed."""
+  from benchmarks.lib import cnn as cnn_lib
+  from benchmarks.lib import optimizers
+  data = cnn_lib.load_mnist_images(1200 if quick else None)
+  eta = optax_exptest.lr_upper_bound(data[0].reshape(len(data[0]), -1))
+  configs = CNN_CONFIGS + [(HAND_SCHEDULE, (None,))]
+  if quick:
+    configs, epochs = [("exptest_adam", (None,)), ("adam", (0.03,))], 1
+  out = {"eta_max": eta, "epochs": epochs, "batch_size": 128,
+         "seeds": [int(s) for s in seeds], "runs": []}
+  for name, factors in configs:
+    for factor in factors:
+      runs = [cnn_lib.train(
+          lambda n, name=name, factor=factor: _cnn_tx(name, factor, eta, n),
+          data, int(seed), epochs) for seed in seeds]
+      final = [r["accuracy"][-1] for r in runs]
+      label = ("Adam, 0.06 x eta_max / 3 each epoch (hand-made schedule)"
+               if name == HAND_SCHEDULE else optimizers.OPTIMIZERS[name].label)
+      record = dict(name=name, label=label, factor=factor, accuracy=final,
+                    mean_std=common.mean_std(final),
+                    per_epoch=[r["accuracy"] for r in runs],
+                    seconds=sum(r["seconds"] for r in runs))
+      if name.startswith("exptest"):
+        summaries = [optax_exptest.exptest_summary(r["state"]) for r in runs]
+        record.update(
+            final_rate_over_eta_max=[s["learning_rate"] / eta for s in summaries],
+            cuts=[int(s["num_cuts"]) for s in summaries])
+      out["runs"].append(record)
+      print(label, factor, final, flush=True)
+  return out
+
+
+def _cnn_markdown(c) -> list:
+  runs = c["runs"]
+  best = {}
+  for r in runs:
+    if r["factor"] is not None:
+      m = r["mean_std"]["mean"]
+      if r["name"] not in best or m > best[r["name"]][1]:
+        best[r["name"]] = (r["factor"], m)
+  lines = [
+      f"Flax CNN (the model of `examples/flax_mnist_cnn.py`; {c['epochs']} epochs,"
+      f" batch {c['batch_size']}, seeds {', '.join(map(str, c['seeds']))}):"
+      f" test accuracy (%) after the last epoch; eta_max ="
+      f" lr_upper_bound(pixels) = {c['eta_max']:.4f}. The grids bracket each"
+      " update's best rate (best marked *).", "",
+      "| optimizer | rate | mean ± std | per seed | per epoch (seed 0) | final rate / eta_max; cuts |",
+      "|---|---|---|---|---|---|",
+  ]
+  for r in runs:
+    rate = "-" if r["factor"] is None else f"{r['factor']:g} x eta_max"
+    if r["factor"] is not None and best[r["name"]][0] == r["factor"]:
+      rate += " *"
+    m = r["mean_std"]
+    cells = " ".join(f"{v:.2f}" for v in r["accuracy"])
+    epochs = " / ".join(f"{v:.2f}" for v in r["per_epoch"][0])
+    extra = ""
+    if "cuts" in r:
+      extra = (", ".join(f"{v:.4f}" for v in r["final_rate_over_eta_max"])
+               + f"; {r['cuts']}")
+    lines.append(f"| {r['label']} | {rate} | {m['mean']:.2f} ± {m['std']:.2f}"
+                 f" | {cells} | {epochs} | {extra} |")
+  return lines + [""]
+
+
 def _row(label, values, digits, grid_best):
   cells = " ".join(f"{v:.{digits}f}" for v in values)
   m = common.mean_std(values)
@@ -223,27 +319,9 @@ def markdown(out) -> str:
     lines.append("")
   cnn = load("cnn")
   if cnn:
-    lines += [
-        "Flax CNN (`examples/flax_mnist_cnn.py --inner adam`, 3 epochs, batch"
-        " 128, eta_max = lr_upper_bound(pixels) = 0.0494; one seed for lack of"
-        " time). Plain SGD on this CNN trains best at 0.32 over one epoch"
-        " (`curvature_bound`'s grid), 6.5x the bound; the last row starts"
-        " ExpTest from there instead, to tell the start from the tuning.", "",
-        "| inner | seed | test accuracy (%) | final rate / eta_max | cuts |",
-        "|---|---|---|---|---|",
-    ] + [f"| {r['inner']} | {r['seed']} | {r['accuracy']:.2f} | {r['final_rate_over_eta_max']:.4f} | {r['cuts']} |"
-         for r in cnn["runs"]] + [""]
-    adam = cnn.get("plain_adam")
-    if adam:
-      lines += [
-          "Adam at constant rates on the same CNN, seed and batches"
-          f" ({adam['epochs']} epochs): "
-          + ", ".join(f"{float(k):g}: {v:.2f}%" for k, v in adam["accuracy_by_rate"].items())
-          + ".", "",
-      ]
-  lines.append("Run: `python -m benchmarks inner_rules --task mnist|california|chain|chain_california`; the CNN rows"
-               " by `python examples/flax_mnist_cnn.py --inner adam` (recorded by hand in"
-               " `results/inner_rules_cnn.json`).")
+    lines += _cnn_markdown(cnn["cnn"])
+  lines.append("Run: `python -m benchmarks inner_rules --task"
+               " mnist|california|chain|chain_california|cnn`.")
   return "\n".join(lines) + "\n"
 
 
@@ -258,7 +336,9 @@ def summarize(out) -> None:
                        if isinstance(v, dict) and "mean_std" in v}
   path = out / "inner_rules_cnn.json"
   if path.exists():
-    summary["flax_cnn"] = json.loads(path.read_text())["runs"]
+    summary["flax_cnn"] = {
+        r["label"] + ("" if r["factor"] is None else f" at {r['factor']:g} x eta_max"):
+        r["mean_std"] for r in json.loads(path.read_text())["cnn"]["runs"]}
   common.update_summary("inner_rules", summary, out)
   (out / "inner_rules.md").write_text(markdown(out))
 
@@ -267,10 +347,11 @@ def main(argv=None):
   parser = common.parser(__doc__)
   parser.add_argument("--task", default="all",
                       choices=["mnist", "california", "chain", "chain_california",
-                               "all", "report"])
+                               "cnn", "all", "report"])
   parser.add_argument("--epochs", type=int, default=5)
   parser.add_argument("--subset", type=int, default=None)
   parser.add_argument("--california-seeds", type=int, default=10)
+  parser.add_argument("--cnn-seeds", type=int, default=2)
   parser.add_argument("--names", nargs="+", default=NAMES, choices=NAMES)
   args = parser.parse_args(argv)
   start = time.perf_counter()
@@ -289,6 +370,8 @@ def main(argv=None):
   if args.task in ("chain_california", "all"):
     results["chain_california"] = chain_california(
         np.arange(args.california_seeds))
+  if args.task == "cnn":  # Not in "all": about 2 minutes a run.
+    results["cnn"] = cnn(np.arange(args.cnn_seeds), quick=args.quick)
   results["seconds"] = time.perf_counter() - start
   name = common.result_name(f"inner_rules_{args.task}", args.quick)
   args.out.mkdir(parents=True, exist_ok=True)

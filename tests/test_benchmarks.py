@@ -134,3 +134,20 @@ def test_one_colour_per_decision():
   assert len(set(colors.values())) == len(colors)
   for decision, (color, _) in plots.DECISION_STYLE.items():
     assert color == colors[decision]
+
+
+def test_inner_rules_cnn_quick_run(tmp_path):
+  from benchmarks import inner_rules
+  inner_rules.main(["--task", "cnn", "--quick", "--cnn-seeds", "1",
+                    "--out", str(tmp_path)])
+  record = json.loads((tmp_path / "inner_rules_cnn_quick.json").read_text())["cnn"]
+  runs = {r["name"]: r for r in record["runs"]}
+  assert set(runs) == {"exptest_adam", "adam"}
+  for r in runs.values():
+    assert len(r["accuracy"]) == 1 and 10 < r["accuracy"][0] <= 100
+  # ExpTest's final state is read back: the rate Adam's rule put it at.
+  rate = runs["exptest_adam"]["final_rate_over_eta_max"][0]
+  assert 0 < rate < 1 and runs["exptest_adam"]["cuts"][0] >= 0
+  table = inner_rules._cnn_markdown(record)
+  assert sum(line.startswith("| ") for line in table) == 1 + len(runs)  # header
+  assert "0.03 x eta_max *" in "\n".join(table)  # the grid's best is marked

@@ -39,3 +39,63 @@ def load_mnist_images(subset=None):
     x_test, y_test = x_test[:subset // 6], y_test[:subset // 6]
   mean, std = x_train.mean(), x_train.std()
   return (x_train - mean) / std, y_train, (x_test - mean) / std, y_test
+
+
+def train(make_tx, data, seed, epochs=3, batch_size=128):
+  """Trains the CNN as `examples/flax_mnist_cnn.py` does, with any optimizer.
+
+  Args:
+    make_tx: `steps_per_epoch -> GradientTransformationExtraArgs` (its
+      `update` gets the loss as `value=`).
+    data: `load_mnist_images()`'s four arrays.
+    seed: the initialisation's and the batch order's seed (as the example's).
+    epochs: passes over the training set.
+    batch_size: the mini-batch size.
+
+  Returns:
+    `dict(accuracy=[test accuracy (%) after each epoch], state=the final
+    optimizer state, seconds=wall time)`; accuracy is NaN where the
+    parameters are not finite.
+  """
+  import time
+
+  import jax
+  import jax.numpy as jnp
+
+  x_train, y_train, x_test, y_test = data
+  steps_per_epoch = len(x_train) // batch_size
+  model = CNN(rngs=nnx.Rngs(seed))
+  optimizer = nnx.Optimizer(model, make_tx(steps_per_epoch), wrt=nnx.Param)
+
+  def loss_fn(model, x, y):
+    import optax
+    logits = model(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  @nnx.jit
+  def step(model, optimizer, x, y):
+    loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+    optimizer.update(model, grads, value=loss)
+
+  @nnx.jit
+  def hits(model, x, y):
+    return jnp.sum(jnp.argmax(model(x), -1) == y)
+
+  def accuracy():
+    if not all(bool(jnp.isfinite(p).all())
+               for p in jax.tree.leaves(nnx.state(model, nnx.Param))):
+      return float("nan")
+    total = sum(int(hits(model, x_test[i:i + 1000], y_test[i:i + 1000]))
+                for i in range(0, len(x_test), 1000))
+    return 100 * total / len(x_test)
+
+  rng = np.random.default_rng(seed)
+  start, accs = time.perf_counter(), []
+  for _ in range(epochs):
+    order = rng.permutation(len(x_train))
+    for i in range(steps_per_epoch):
+      idx = order[i * batch_size:(i + 1) * batch_size]
+      step(model, optimizer, x_train[idx], y_train[idx])
+    accs.append(accuracy())
+  return dict(accuracy=accs, state=optimizer.opt_state,
+              seconds=time.perf_counter() - start)
