@@ -4,7 +4,12 @@ The example stays a self-contained script a user can copy; the benchmarks
 take the same model and data from here.
 """
 
+import time
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 import optax_exptest
@@ -57,18 +62,12 @@ def train(make_tx, data, seed, epochs=3, batch_size=128):
     optimizer state, seconds=wall time)`; accuracy is NaN where the
     parameters are not finite.
   """
-  import time
-
-  import jax
-  import jax.numpy as jnp
-
   x_train, y_train, x_test, y_test = data
   steps_per_epoch = len(x_train) // batch_size
   model = CNN(rngs=nnx.Rngs(seed))
   optimizer = nnx.Optimizer(model, make_tx(steps_per_epoch), wrt=nnx.Param)
 
   def loss_fn(model, x, y):
-    import optax
     logits = model(x)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
