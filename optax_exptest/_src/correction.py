@@ -42,7 +42,9 @@ def init(params: optax.Params, dtype: jnp.dtype) -> CorrectionState:
   )
 
 
-def _sum_of_squares(tree: Any, dtype: jnp.dtype) -> jax.Array:
+def sum_of_squares(tree: Any, dtype: jnp.dtype) -> jax.Array:
+  """The sum of the squares of every entry of `tree`, accumulated in `dtype`
+  (may overflow to inf for finite entries: `norm` handles that)."""
   return sum(
       (jnp.sum(jnp.square(x.astype(dtype))) for x in jax.tree.leaves(tree)),
       start=jnp.zeros((), dtype),
@@ -74,7 +76,7 @@ def norm(tree: Any, dtype: jnp.dtype) -> jax.Array:
   """
   if not jax.tree.leaves(tree):
     return jnp.zeros((), dtype)
-  squares = _sum_of_squares(tree, dtype)
+  squares = sum_of_squares(tree, dtype)
   # The rare case is the true branch: under `vmap`, `lazy_cond` then runs
   # the common one vmapped, with no loop over the arms.
   return lazy_cond(

@@ -192,10 +192,30 @@ def _float_dtype(params: Any) -> jnp.dtype:
 def _non_finite_flag(value: jax.Array, *trees: Any) -> jax.Array:
   """0 when `value` and every entry of `trees` are finite, NaN otherwise.
 
-  `x * 0` is 0 for a finite `x` and NaN for inf or NaN, and a sum of zeros
-  cannot overflow: a sum of squares would (float32 gradients of 2e19 are
-  finite, their squares are not).
+  The per-step form is a sum of squares, which XLA:CPU reduces faster than
+  any other form measured (`docs/design.md`, section 7). It overflows for
+  finite entries (float32 gradients of 2e19), so an infinite sum is checked
+  again exactly: `x * 0` is 0 for a finite `x` and NaN for inf or NaN, and a
+  sum of zeros cannot overflow.
   """
+  # Piecewise constant: no derivative flows through (nor through the branch).
+  value, trees = jax.lax.stop_gradient((value, trees))
+  squares = correction_lib.sum_of_squares(trees, value.dtype)
+  return lazy_cond(
+      jnp.isinf(squares), _exact_non_finite_flag, _flag_of_squares,
+      value, squares, trees,
+  )
+
+
+def _flag_of_squares(value: jax.Array, squares: jax.Array, trees: Any) -> jax.Array:
+  del trees
+  return value * 0 + jnp.where(jnp.isnan(squares), jnp.nan, 0).astype(value.dtype)
+
+
+def _exact_non_finite_flag(
+    value: jax.Array, squares: jax.Array, trees: Any
+) -> jax.Array:
+  del squares
   flag = value * 0
   for x in jax.tree.leaves(trees):
     flag += jnp.sum(x * jnp.zeros((), x.dtype)).astype(flag.dtype)
