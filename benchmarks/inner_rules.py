@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 import optax_exptest
-from benchmarks.lib import common, problems, trainers
+from benchmarks.lib import common, optimizers, problems, trainers
 from optax_exptest._src.decision import Decision
 
 NAMES = ["exptest_momentum", "exptest_adam"]
@@ -157,15 +157,13 @@ def _cnn_tx(name, factor, eta, steps_per_epoch):
     return optax.with_extra_args_support(optax.adam(
         optax.piecewise_constant_schedule(
             0.06 * eta, {k * steps_per_epoch: 1 / 3 for k in (1, 2)})))
-  from benchmarks.lib import optimizers
   rate = eta if factor is None else factor * eta
   return optimizers.OPTIMIZERS[name].make(rate, eta, False)
 
 
 def cnn(seeds, epochs=3, quick=False):
   """The Flax CNN of the examples (batch 128), per seed."""
-  from benchmarks.lib import cnn as cnn_lib
-  from benchmarks.lib import optimizers
+  from benchmarks.lib import cnn as cnn_lib  # Flax: imported when used
   data = cnn_lib.load_mnist_images(1200 if quick else None)
   eta = optax_exptest.lr_upper_bound(data[0].reshape(len(data[0]), -1))
   configs = CNN_CONFIGS + [(HAND_SCHEDULE, (None,))]
