@@ -1,33 +1,38 @@
 """The model-based learning-rate bound against the best rate of a grid.
 
 `optax_exptest.lr_upper_bound_from_model` (2 / lambda_max of the loss's
-Gauss-Newton matrix at the initial parameters, by Lanczos) beside the data
-bound `lr_upper_bound(x)` where there is a feature table, and beside the
-rate of a log grid (factor 2 apart) of plain SGD that ends best, on four
-tasks:
+Hessian at the initial parameters, by Lanczos) beside the data bound
+`lr_upper_bound(x)` where there is a feature table, and beside the rate of
+a log grid of plain SGD that ends best (rates a factor sqrt(2) apart; the
+CNN's a factor 2), on four tasks:
 
 - MNIST logistic regression, batch 32, 5 epochs (the paper's Table 1
   recipe, `benchmarks/lib/trainers.py`); test accuracy.
 - California housing, the 8-32-32-1 ReLU MLP, full batch
   (`benchmarks/lib/problems.py`); final test MSE after 2000 steps
   (the paper runs 10000: cut for time).
-- The Flax nnx CNN of `benchmarks/lib/cnn.py` (as in `examples/flax_mnist_cnn.py`), batch 128; test
-  accuracy on 2000 test images after one epoch (468 steps; one seed; no
-  Hessian bound). Its grid goes to 2.56, so that it brackets the best rate.
+- The Flax nnx CNN of `benchmarks/lib/cnn.py` (as in
+  `examples/flax_mnist_cnn.py`), batch 128; test accuracy on 2000 test
+  images after one epoch (468 steps; one seed). Its grid goes to 2.56, so
+  that it brackets the best rate.
 - A bag-of-embeddings classifier on generated token sequences (integer
   inputs, no feature table): embedding 256 x 32, mean over 16 tokens, a
-  32-unit ReLU layer, 4 classes; batch 32, 1500 steps; test accuracy.
+  32-unit ReLU layer, 4 classes; batch 32, 1500 steps; test accuracy
+  (3x the seeds of the others: one vmapped program, and a flat top).
 
-The model bound (the library's defaults: Gauss-Newton, 8 Lanczos steps,
+The model bound (the library's defaults: the Hessian, 8 Lanczos steps,
 `average="eigenvalues"`) is the mean of 4 training batches' own top
 eigenvalues (the whole training set, one batch, for California): 32
-curvature products (8 for California). Beside it, `average="curvature"`
-(the top eigenvalue of the 4 batches' mean curvature) and, where cheap, the
-Hessian's. Its cost is reported as wall time (compiled, and with the first
-call's compilation) in units of one compiled training step.
+curvature products (8 for California). Beside it, each batch's bound alone
+(one batch is the recommended call; the range shows what it costs in
+accuracy), the Gauss-Newton matrix's, and `average="curvature"` (the top
+eigenvalue of the 4 batches' mean curvature). Its cost is reported as wall
+time (compiled, and with the first call's compilation) in units of one
+compiled training step.
 
-Cut to run in minutes on two shared CPU cores: grid seeds (2; 1 for the
-CNN), California's steps (2000 of the paper's 10000), the CNN's epochs. `--quick` is a smoke run of every task in seconds.
+Cut to run in minutes on two shared CPU cores: grid seeds (3; 1 for the
+CNN), California's steps (2000 of the paper's 10000), the CNN's epochs.
+`--quick` is a smoke run of every task in seconds.
 
 Run: `python -m benchmarks curvature_bound [--quick] [--seeds N]`.
 """
@@ -64,36 +69,54 @@ def _timed(fn: Callable[[], Any], repeats: int = 3) -> tuple[Any, float, float]:
   return out, first, float(np.median(times))
 
 
+def _as_list(batches) -> list:
+  """A list of batches, or a pytree of them stacked on a leading axis, as a list."""
+  if isinstance(batches, list):
+    return batches
+  count = len(jax.tree.leaves(batches)[0])
+  return [jax.tree.map(lambda x, i=i: x[i], batches) for i in range(count)]
+
+
 def _model_bound(loss_fn, model_fn, params, batches, step_seconds, *,
-                 num_iterations=NUM_ITERATIONS, hessian=True, mean_curvature=True,
-                 repeats=3):
-  """The bounds (Gauss-Newton and Hessian) and the cost of the first."""
-  run = lambda curvature: optax_exptest.lr_upper_bound_from_model(
-      loss_fn, params, batches, model_fn=model_fn, curvature=curvature,
-      num_iterations=num_iterations)
-  eta, first, seconds = _timed(lambda: run("gauss_newton"), repeats=repeats)
-  eta_hessian = float(run("hessian")) if hessian else None
-  eta_mean = float(optax_exptest.lr_upper_bound_from_model(
-      loss_fn, params, batches, model_fn=model_fn, average="curvature",
-      num_iterations=num_iterations)) if mean_curvature else None
-  num_batches = len(batches) if isinstance(batches, list) else len(
-      jax.tree.leaves(batches)[0])
+                 num_iterations=NUM_ITERATIONS, compare=True, repeats=3):
+  """The library's bound (its defaults: the Hessian, the mean of each batch's
+  top eigenvalue) on all the batches and on each one alone, the
+  Gauss-Newton and mean-curvature variants, and the costs of one batch and
+  of all."""
+  batch_list = _as_list(batches)
+  run = lambda b, **kw: optax_exptest.lr_upper_bound_from_model(
+      loss_fn, params, b, model_fn=model_fn, num_iterations=num_iterations,
+      **kw)
+  eta, first, seconds = _timed(lambda: run(batch_list), repeats=repeats)
+  _, _, one_seconds = _timed(lambda: run(batch_list[:1]), repeats=repeats)
+  singles = [float(run([b])) for b in batch_list]
+  eta_gn = float(run(batch_list, curvature="gauss_newton")) if compare else None
+  eta_mean = (float(run(batch_list, average="curvature")) if compare
+              and len(batch_list) > 1 else None)
   return dict(
-      model_bound=float(eta), hessian_bound=eta_hessian,
-      mean_curvature_bound=eta_mean,
-      products=num_iterations * num_batches,
+      model_bound=float(eta), one_batch_bounds=singles,
+      gauss_newton_bound=eta_gn, mean_curvature_bound=eta_mean,
+      products=num_iterations * len(batch_list),
       bound_seconds=seconds, bound_seconds_with_compile=first,
-      step_seconds=step_seconds,
+      one_batch_seconds=one_seconds, step_seconds=step_seconds,
       cost_in_steps=seconds / step_seconds,
+      one_batch_cost_in_steps=one_seconds / step_seconds,
       cost_in_steps_with_compile=first / step_seconds,
   )
 
 
 def _smoke(quick: bool) -> dict:
-  """`_model_bound`'s options: a smoke run compiles 3 Lanczos steps, and no
-  Hessian bound (the unrolled iteration's compilation is most of its time)."""
-  return (dict(num_iterations=3, hessian=False, mean_curvature=False, repeats=1)
-          if quick else {})
+  """`_model_bound`'s options: a smoke run compiles 3 Lanczos steps and
+  skips the variants (the unrolled iteration's compilation is most of its
+  time)."""
+  return dict(num_iterations=3, compare=False, repeats=1) if quick else {}
+
+
+def _log_grid(low: float, high: float) -> np.ndarray:
+  """Rates from ``low`` to ``high`` a factor sqrt(2) apart: a factor-2 grid
+  leaves the best rate uncertain by a factor 2, so the bound's ratio to it
+  by as much."""
+  return low * 2.0 ** (np.arange(0, round(2 * np.log2(high / low)) + 1) / 2)
 
 
 def _grid_summary(rates, scores, higher_is_better, tolerance):
@@ -137,10 +160,10 @@ def mnist_logreg(quick: bool, seeds: int) -> dict:
              **_model_bound(_ce, model_fn, params, batches, step_seconds,
                             **_smoke(quick)))
 
-  rates = 0.001 * 2.0 ** np.arange(0, 12)  # 0.001 .. 2.048
+  rates = _log_grid(0.001, 2.048)
   epochs = 5
   if quick:
-    rates, epochs, seeds = rates[[4, 6]], 1, 1
+    rates, epochs, seeds = rates[[8, 12]], 1, 1
   runs = trainers.train_mnist(
       "sgd", {"learning_rate": np.repeat(rates, seeds)},
       np.tile(np.arange(seeds), len(rates)), data, eta_max=data_bound,
@@ -174,10 +197,10 @@ def california_mlp(quick: bool, seeds: int) -> dict:
              **_model_bound(mse, model_fn, params, batches, step_seconds,
                             **_smoke(quick)))
 
-  rates = 0.01 * 2.0 ** np.arange(0, 8)  # 0.01 .. 1.28
+  rates = _log_grid(0.01, 1.28)
   steps = 2000
   if quick:
-    rates, steps, seeds = rates[[2, 4]], 50, 1
+    rates, steps, seeds = rates[[4, 8]], 50, 1
   runs = trainers.train_california("sgd", {"learning_rate": np.repeat(rates, seeds)},
                   np.tile(np.arange(seeds), len(rates)), data,
                   eta_max=data_bound, steps=steps, eval_every=steps // 5)
@@ -227,8 +250,8 @@ def flax_cnn(quick: bool, seeds: int) -> dict:
              data_bound=optax_exptest.lr_upper_bound(
                  x_train.reshape(len(x_train), -1)),
              **_model_bound(_ce, model_fn, params, batches, step_seconds,
-                            num_iterations=num_iterations, hessian=False,
-                            mean_curvature=not quick, repeats=1))
+                            num_iterations=num_iterations, compare=not quick,
+                            repeats=1))
 
   @jax.jit
   def accuracy(p):
@@ -296,9 +319,10 @@ def token_bag(quick: bool, seeds: int) -> dict:
   x_train, y_train = token_data(16384, seed=0)
   x_test, y_test = token_data(2048, seed=1)
   batch_size, steps = 32, 1500
-  rates = 0.01 * 2.0 ** np.arange(0, 12)  # 0.01 .. 20.48
+  rates = _log_grid(0.01, 20.48)
+  seeds = 3 * seeds  # Cheap (one vmapped program); its grid's top is flat.
   if quick:
-    rates, steps, seeds = rates[[4, 6]], 50, 1
+    rates, steps, seeds = rates[[8, 12]], 50, 1
   loss = lambda p, xb, yb: _ce(bag_apply(p, (xb,)), (xb, yb))
   params0 = init_bag(jax.random.PRNGKey(0))
   idx = np.random.default_rng(0).permutation(len(x_train))[
@@ -342,31 +366,32 @@ TASKS = dict(mnist_logreg=mnist_logreg, california_mlp=california_mlp,
 
 
 def _table(results: dict) -> str:
-  headers = ["task", "data bound", "model bound (GN)",
-             "mean-curvature bound", "Hessian bound",
-             "best grid rate", "model / best", "data / best",
-             "rates within tol. of best", "best score",
-             "products (batches x iters)", "bound cost (steps)",
+  headers = ["task", "data bound", "model bound", "one batch's (range)",
+             "Gauss-Newton", "mean curvature", "best grid rate",
+             "model / best", "data / best", "rates within tol. of best",
+             "best score", "products (batches x iters)",
+             "cost, one batch (steps)", "cost, all (steps)",
              "with compile (steps)"]
+  fmt = lambda x: "-" if x is None else f"{x:.4g}"
   rows = []
   for r in results.values():
-    data = r["data_bound"]
+    data, singles = r["data_bound"], r["one_batch_bounds"]
     rows.append([
-        r["task"], "-" if data is None else f"{data:.4g}",
-        f"{r['model_bound']:.4g}",
-        "-" if r["mean_curvature_bound"] is None else f"{r['mean_curvature_bound']:.4g}",
-        "-" if r["hessian_bound"] is None else f"{r['hessian_bound']:.4g}",
-        f"{r['best_rate']:.4g}", f"{r['model_bound'] / r['best_rate']:.2f}",
+        r["task"], fmt(data), fmt(r["model_bound"]),
+        f"{min(singles):.4g} .. {max(singles):.4g}",
+        fmt(r["gauss_newton_bound"]), fmt(r["mean_curvature_bound"]),
+        fmt(r["best_rate"]), f"{r['model_bound'] / r['best_rate']:.2f}",
         "-" if data is None else f"{data / r['best_rate']:.2f}",
         f"{r['near_best'][0]:.3g} .. {r['near_best'][1]:.3g}",
-        f"{r['best_score']:.4g} ({r['metric']})", r["products"],
+        f"{r['best_score']:.4g} ({r['metric']}, {r['seeds']} seeds)",
+        r["products"], f"{r['one_batch_cost_in_steps']:.0f}",
         f"{r['cost_in_steps']:.0f}", f"{r['cost_in_steps_with_compile']:.0f}",
     ])
   return common.markdown_table(headers, rows)
 
 
 def main(argv=None):
-  parser = common.parser(__doc__, seeds=2)
+  parser = common.parser(__doc__, seeds=3)
   parser.add_argument("--tasks", nargs="+", choices=list(TASKS),
                       default=list(TASKS), help="tasks to run")
   args = parser.parse_args(argv)
@@ -378,7 +403,7 @@ def main(argv=None):
     results[name]["seconds"] = time.perf_counter() - task_start
     r = results[name]
     print(f"{name}: data bound {r['data_bound']}, model bound"
-          f" {r['model_bound']:.4g} (Hessian {r['hessian_bound']}), best"
+          f" {r['model_bound']:.4g} (Gauss-Newton {r['gauss_newton_bound']}), best"
           f" grid rate {r['best_rate']:.4g} ({r['best_score']:.4g}),"
           f" model / best {r['model_bound'] / r['best_rate']:.2f};"
           f" {r['seconds']:.0f} s", flush=True)
@@ -387,14 +412,18 @@ def main(argv=None):
   name = common.result_name("curvature_bound", args.quick)
   markdown = "\n\n".join([
       "# The model-based learning-rate bound against a grid of SGD rates",
-      "`lr_upper_bound_from_model` (its defaults: Gauss-Newton, 8 Lanczos steps,"
-      " the mean of each batch's top eigenvalue; at the initial parameters),"
-      " its mean-curvature variant (`average=\"curvature\"`) and the Hessian's,"
-      " beside `lr_upper_bound(x)` and the best rate of a"
-      " log grid (rates a factor 2 apart) of plain SGD. 'Rates within tol.':"
-      " the grid's rates within 0.1 percentage points of the best accuracy,"
-      " or 2% of the best MSE. Cost: the compiled bound's wall time in"
-      " compiled training steps of the task (and with its compilation)."
+      "`lr_upper_bound_from_model` with its defaults (the Hessian, 8 Lanczos"
+      " steps, the mean of each batch's top eigenvalue; at the initial"
+      " parameters) on 4 batches of the training batch size (California:"
+      " the one full batch), the range of its value on each batch alone,"
+      " and its Gauss-Newton and mean-curvature (`average=\"curvature\"`)"
+      " variants, beside `lr_upper_bound(x)` and the best rate of a log grid"
+      " of plain SGD (rates a factor sqrt(2) apart; the CNN's a factor 2),"
+      " its scores the mean over seeds. 'Rates within tol.': the grid's"
+      " rates within 0.1 percentage points of the best accuracy, or 2% of"
+      " the best MSE. Cost: the compiled bound's wall time in compiled"
+      " training steps of the task, for one batch (the recommended call),"
+      " for all, and for all with the first call's compilation."
       f" Measured in {time.perf_counter() - start:.0f} s.",
       table,
   ])
@@ -407,8 +436,9 @@ def main(argv=None):
 
 def summary_of(results: dict) -> dict:
   """Per task: the bounds, the grid's best rate and the model / best ratio."""
-  keys = ("data_bound", "model_bound", "mean_curvature_bound", "hessian_bound",
-          "best_rate", "near_best", "cost_in_steps")
+  keys = ("data_bound", "model_bound", "one_batch_bounds",
+          "mean_curvature_bound", "gauss_newton_bound", "best_rate",
+          "near_best", "cost_in_steps", "one_batch_cost_in_steps")
   return {
       task: dict({k: r[k] for k in keys}, model_over_best=r["model_bound"] / r["best_rate"])
       for task, r in results.items()

@@ -5,7 +5,7 @@
   (arXiv 2411.16975).
 * `lr_upper_bound`: the starting rate, from the inputs' correlation matrix.
 * `lr_upper_bound_from_model`: the starting rate for any model, from the
-  largest eigenvalue of its loss's curvature (Gauss-Newton or Hessian).
+  largest eigenvalue of its loss's curvature (Hessian or Gauss-Newton).
 * `exptest_summary`: ExpTest's state as plain numbers, for loggers;
   `DECISION_COLORS`: one colour per decision, for plots.
 * `stats`: the exponential and plateau tests.

@@ -93,14 +93,37 @@ def test_gauss_newton_matches_dense_eigvalsh(x64):
   dense = _dense_gauss_newton_top(_mlp_apply, _ce, params, batches)
   assert dense[0] > -1e-6 * dense[-1]  # Positive semi-definite.
   eta = lr_upper_bound_from_model(_ce, params, batches, model_fn=_mlp_apply,
+                                  curvature="gauss_newton",
                                   num_iterations=dense.size,
                                   average="curvature")
   np.testing.assert_allclose(float(eta), 2 / dense[-1], rtol=_tol(x64))
   # Few iterations already find the top eigenvalue to a few percent, from
   # below (a Ritz value), so the bound errs high.
   few = lr_upper_bound_from_model(_ce, params, batches, model_fn=_mlp_apply,
-                                  num_iterations=8, average="curvature")
+                                  curvature="gauss_newton", num_iterations=8,
+                                  average="curvature")
   assert 2 / dense[-1] * (1 - 1e-4) <= float(few) <= 1.1 * 2 / dense[-1]
+
+
+def test_default_is_the_hessian(x64):
+  # A regression started far from its targets: the residuals' term, which
+  # the Gauss-Newton matrix leaves out, raises the Hessian's top eigenvalue.
+  rng = np.random.default_rng(8)
+  batches = [(jnp.asarray(rng.normal(size=(40, 4))),
+              jnp.asarray(rng.normal(size=(40, 1)) + 5.0)) for _ in range(2)]
+  params = _mlp(jax.random.key(5), (4, 3, 1))
+  mse = lambda out, b: jnp.mean((out - b[1]) ** 2)
+  n = ravel_pytree(params)[0].size
+  per_batch = [_dense_hessian_top(lambda p, b=b: mse(_mlp_apply(p, b), b),
+                                  params)[-1] for b in batches]
+  eta = lr_upper_bound_from_model(mse, params, batches, model_fn=_mlp_apply,
+                                  num_iterations=n)
+  np.testing.assert_allclose(float(eta), 2 / np.mean(per_batch),
+                             rtol=10 * _tol(x64))
+  gauss_newton = lr_upper_bound_from_model(
+      mse, params, batches, model_fn=_mlp_apply, curvature="gauss_newton",
+      num_iterations=n)
+  assert float(gauss_newton) > 1.2 * float(eta)
 
 
 def test_negative_curvature_sets_no_limit():
@@ -154,11 +177,11 @@ def test_mean_of_each_batch_top_eigenvalue(x64):
   params = _mlp(jax.random.key(6), (4, 2, 2))
   n, top = _per_batch_tops(_mlp_apply, params, batches)
   eta = lr_upper_bound_from_model(_ce, params, batches, model_fn=_mlp_apply,
-                                  num_iterations=n)
+                                  curvature="gauss_newton", num_iterations=n)
   np.testing.assert_allclose(float(eta), 2 / top, rtol=_tol(x64))
   mean_curvature = lr_upper_bound_from_model(
-      _ce, params, batches, model_fn=_mlp_apply, num_iterations=n,
-      average="curvature")
+      _ce, params, batches, model_fn=_mlp_apply, curvature="gauss_newton",
+      num_iterations=n, average="curvature")
   assert float(eta) < float(mean_curvature)
 
 
@@ -201,7 +224,7 @@ def test_flax_nnx_cnn_matches_dense_gauss_newton():
               jnp.asarray(rng.integers(0, 2, size=16))) for _ in range(2)]
   n, top = _per_batch_tops(model_fn, params, batches)
   eta = lr_upper_bound_from_model(_ce, params, batches, model_fn=model_fn,
-                                  num_iterations=n)
+                                  curvature="gauss_newton", num_iterations=n)
   np.testing.assert_allclose(float(eta), 2 / top, rtol=1e-3)
 
 
@@ -221,7 +244,8 @@ def test_integer_token_inputs():
               jnp.asarray(rng.integers(0, k, size=20))) for _ in range(3)]
   n, top = _per_batch_tops(_bag_of_embeddings, params, batches)
   eta = lr_upper_bound_from_model(_ce, params, batches,
-                                  model_fn=_bag_of_embeddings, num_iterations=n)
+                                  model_fn=_bag_of_embeddings,
+                                  curvature="gauss_newton", num_iterations=n)
   np.testing.assert_allclose(float(eta), 2 / top, rtol=2e-4)
 
 
@@ -229,7 +253,7 @@ def test_batch_forms_agree():
   batches = _classification(seed=6, num_batches=3)
   params = _mlp(jax.random.key(2), (4, 3, 3))
   run = lambda b, **kw: float(lr_upper_bound_from_model(
-      _ce, params, b, model_fn=_mlp_apply, **kw))
+      _ce, params, b, model_fn=_mlp_apply, curvature="gauss_newton", **kw))
   as_list = run(batches)
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
   np.testing.assert_allclose(run(stacked), as_list, rtol=1e-5)
