@@ -1,7 +1,8 @@
 """ExpTest with momentum and Adam inside (`inner=`), and `optax.chain` beside it.
 
-The rows of Tables 1 and 3 for `exptest(eta_max, inner=optax.trace(0.9))` and
-`inner=optax.scale_by_adam()` with the inner rule of `inner_rules.py`, per
+The rows of Tables 1 and 3 for `exptest(eta_max, inner=optax.trace(0.9))`,
+`inner=optax.scale_by_adam()`, `inner=optax.trace(0.9, nesterov=True)` and
+`inner=optax.scale_by_rms()` with the inner rule of `inner_rules.py`, per
 seed (final accuracy / test MSE, final rate in units of eta_max, cuts), and
 the composition `optax.chain(optax.trace(0.9), exptest(eta_max))` against
 `inner=` on MNIST logistic regression.
@@ -11,8 +12,11 @@ minutes a run on two cores) runs ExpTest with momentum and with Adam's
 scaling beside Adam's and momentum's rate grids, two rate-free peers and a
 hand-made Adam schedule, 3 epochs, batch 128, `--cnn-seeds` seeds.
 
+`--names` runs some of the inners of the MNIST and California tasks; the
+others' rows are kept from the task's previous results file.
+
 Run: `python -m benchmarks inner_rules [--task mnist|california|chain|chain_california|cnn|all]
-[--seeds N] [--epochs E] [--subset M] [--cnn-seeds N]`.
+[--seeds N] [--epochs E] [--subset M] [--cnn-seeds N] [--names NAME ...]`.
 """
 
 import json
@@ -25,7 +29,7 @@ import optax_exptest
 from benchmarks.lib import common, optimizers, problems, trainers
 from optax_exptest._src.decision import Decision
 
-NAMES = ["exptest_momentum", "exptest_adam"]
+NAMES = ["exptest_momentum", "exptest_adam", "exptest_nesterov", "exptest_rms"]
 
 
 def _cuts(decisions):
@@ -232,6 +236,14 @@ def _row(label, values, digits, grid_best):
   return f"| {label} | {m['mean']:.{digits}f} ± {m['std']:.{digits}f} | {cells} | {grid_best} |"
 
 
+def _extra_rows(task, key, digits, references):
+  """Rows for Nesterov and RMS scaling, where the task's results have them."""
+  labels = {"exptest_nesterov": "ExpTest, inner=trace(0.9, nesterov=True)",
+            "exptest_rms": "ExpTest, inner=scale_by_rms() (decay 0.9)"}
+  return [_row(labels[name], task[name][key], digits, reference)
+          for name, reference in zip(labels, references) if name in task]
+
+
 def markdown(out) -> str:
   """`results/inner_rules.md` from the JSON files of the tasks that ran."""
   load = lambda t: (json.loads((out / f"inner_rules_{t}.json").read_text())
@@ -251,6 +263,9 @@ def markdown(out) -> str:
              "SGD w/ mom. 91.98 ± 0.10 at 0.01 x eta_max"),
         _row("ExpTest, inner=scale_by_adam()", m["exptest_adam"]["accuracy"], 2,
              "Adam 92.40 ± 0.07 at 0.01 x eta_max"),
+        *_extra_rows(m, "accuracy", 2, (
+            "SGD w/ mom. (heavy ball) 91.98 ± 0.10 at 0.01 x eta_max",
+            "RMSprop (decay 0.99) 92.41 ± 0.15 at 0.01 x eta_max")),
         "",
         "Final rates / eta_max: momentum "
         + ", ".join(f"{r:.4f}" for r in m["exptest_momentum"]["final_rate_over_eta_max"])
@@ -259,7 +274,7 @@ def markdown(out) -> str:
     ]
     old = m.get("superseded_exptest_adam_displacement_match")
     if old:
-      lines[-3:-3] = [_row("  (superseded: displacement match)", old["accuracy"], 2, "")]
+      lines[-3:-3] = [_row("  (Adam, superseded: displacement match)", old["accuracy"], 2, "")]
   c = load("california")
   if c:
     c = c["california"]
@@ -274,10 +289,13 @@ def markdown(out) -> str:
              "Adam 0.2867 ± 0.0102 at 0.001 x eta_max"),
         _row("  (best-validation checkpoint)", c["exptest_adam"]["best_val_test"], 4,
              "Adam 0.2716 ± 0.0120 at 0.1 x eta_max"),
+        *_extra_rows(c, "final_test", 4, (
+            "SGD w/ mom. (heavy ball) 0.2728 ± 0.0059 at 0.01 x eta_max",
+            "RMSprop (decay 0.99) 0.2809 ± 0.0070 at 0.001 x eta_max")),
     ]
     old = c.get("superseded_exptest_adam_displacement_match")
     if old:
-      lines.append(_row("  (superseded: displacement match)", old["final_test"], 4, ""))
+      lines.append(_row("  (Adam, superseded: displacement match)", old["final_test"], 4, ""))
     lines += [
         "",
         "Before the rule (same table, 5 seeds): momentum 0.5101 ± 0.4031 (seeds"
@@ -373,6 +391,15 @@ def main(argv=None):
   results["seconds"] = time.perf_counter() - start
   name = common.result_name(f"inner_rules_{args.task}", args.quick)
   args.out.mkdir(parents=True, exist_ok=True)
+  previous = args.out / f"{name}.json"
+  if args.task in ("mnist", "california") and previous.exists():
+    # Rows of the inners not run this time stay from the previous run, if
+    # it had the same settings (eta_max, epochs, subset or steps).
+    kept = json.loads(previous.read_text())[args.task]
+    new = results[args.task]
+    settings = lambda r: {k: v for k, v in r.items() if not isinstance(v, dict)}
+    if settings(kept) == settings(new):
+      results[args.task] = {**kept, **new}
   (args.out / f"{name}.json").write_text(json.dumps(results, indent=1, default=float))
   summarize(args.out)
   print(json.dumps(results, default=float)[:2000])

@@ -151,3 +151,22 @@ def test_inner_rules_cnn_quick_run(tmp_path):
   table = inner_rules._cnn_markdown(record)
   assert sum(line.startswith("| ") for line in table) == 1 + len(runs)  # header
   assert "0.03 x eta_max *" in "\n".join(table)  # the grid's best is marked
+
+
+def test_inner_rules_names_run_some_rows_and_keep_the_others(tmp_path):
+  from benchmarks import inner_rules
+  run = lambda names, epochs="1": inner_rules.main(
+      ["--task", "mnist", "--quick", "--subset", "600", "--seeds", "1",
+       "--epochs", epochs, "--out", str(tmp_path), "--names", *names])
+  read = lambda: json.loads(
+      (tmp_path / "inner_rules_mnist_quick.json").read_text())["mnist"]
+  run(["exptest_momentum"])
+  first = read()["exptest_momentum"]
+  run(["exptest_rms"])
+  record = read()
+  assert record["exptest_momentum"] == first  # kept from the first run
+  assert 0 < record["exptest_rms"]["accuracy"][0] <= 100
+  # Other settings: the rows of the earlier runs are not mixed in.
+  run(["exptest_nesterov"], epochs="2")
+  assert set(k for k, v in read().items() if isinstance(v, dict)) == {
+      "exptest_nesterov"}

@@ -104,6 +104,14 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "exptest_adam": Optimizer(
         _exptest(optax.scale_by_adam), False, "ExpTest (Adam scaling)"
     ),
+    # The same rules with the other two inners, at optax's defaults.
+    "exptest_nesterov": Optimizer(
+        _exptest(lambda: optax.trace(decay=0.9, nesterov=True)), False,
+        "ExpTest w/ Nesterov",
+    ),
+    "exptest_rms": Optimizer(
+        _exptest(optax.scale_by_rms), False, "ExpTest (RMS scaling)"
+    ),
 }
 
 PAPER = ["exptest", "adam", "sgd", "momentum", "rmsprop", "adadelta"]
