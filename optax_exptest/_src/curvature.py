@@ -282,8 +282,9 @@ def _batch_groups(batches: Any) -> tuple[list[Any], int]:
   """The batches as stacked groups (leading axis: batch), and their count.
 
   A list of batches of one shape becomes one stacked group (one vmapped
-  product); batches of different shapes (e.g. a shorter last one) stay
-  separate groups of one.
+  product for ``average="curvature"``; ``"eigenvalues"`` takes its batches
+  one at a time); batches of different shapes (e.g. a shorter last one)
+  stay separate groups of one.
   """
   # Only a list or an iterator is a sequence of batches: a tuple (x, y) is
   # one pytree, as in jax.lax.scan.
