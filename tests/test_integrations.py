@@ -67,14 +67,21 @@ def test_optuna_sampler_minimise_fallback_and_failures():
     ZoomingSampler(horizon=1)
 
 
-def test_optuna_trials_sampling_at_the_same_instant_get_distinct_rates():
+def _zooming_study(n_trials):
+  """A study zooming over `lr` after `n_trials`: (sampler, study, the
+  distribution of `lr`)."""
   optuna = pytest.importorskip("optuna")
   from optax_exptest.integrations import ZoomingSampler
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   sampler = ZoomingSampler(horizon=8)
   study = optuna.create_study(direction="maximize", sampler=sampler)
-  study.optimize(lambda t: reward(t.suggest_float("lr", 1e-4, 1.0, log=True)), n_trials=3)
-  distribution = study.trials[0].distributions["lr"]
+  study.optimize(lambda t: reward(t.suggest_float("lr", 1e-4, 1.0, log=True)),
+                 n_trials=n_trials)
+  return sampler, study, study.trials[0].distributions["lr"]
+
+
+def test_optuna_trials_sampling_at_the_same_instant_get_distinct_rates():
+  sampler, study, distribution = _zooming_study(3)
   # Two workers' trials, both running, neither has sampled yet: both
   # sample from the same storage contents before either writes its rate.
   first, second = study.ask(), study.ask()
@@ -85,6 +92,38 @@ def test_optuna_trials_sampling_at_the_same_instant_get_distinct_rates():
   assert rates[1] == pytest.approx(expected[0], rel=1e-12)  # the earlier trial
   assert rates[0] == pytest.approx(expected[1], rel=1e-12)  # takes the next pull
   assert rates[0] != pytest.approx(rates[1], rel=1e-6)
+
+
+def test_optuna_trial_sampling_between_two_reads_is_not_asked_twice():
+  # A worker's trial that writes its rate while another trial samples:
+  # the sampler must read the trials once. Had it read them twice (the
+  # search, then the trials to replay), the first read would miss the rate
+  # and the second the replay, and both trials would get the same pull.
+  sampler, study, distribution = _zooming_study(2)
+  first, second = study.ask(), study.ask()
+  before = study.get_trials(deepcopy=True)  # neither has sampled yet
+  rate_first = first.suggest_float("lr", 1e-4, 1.0, log=True)
+
+  class Racing:
+    """The study as the second trial sees it: `first` samples after the
+    first read."""
+    direction = study.direction
+
+    def __init__(self):
+      self.reads = 0
+
+    def get_trials(self, deepcopy=False, states=None):
+      self.reads += 1
+      trials = before if self.reads == 1 else study.get_trials(deepcopy=False)
+      return [t for t in trials if states is None or t.state in states]
+
+  racing = Racing()
+  frozen_second = next(t for t in before if t.number == second.number)
+  rate_second = sampler.sample_independent(racing, frozen_second, "lr", distribution)
+  assert racing.reads == 1
+  assert rate_second != pytest.approx(rate_first, rel=1e-6)
+  expected = sampler.search(study, distribution, before).ask(2)
+  assert [rate_first, rate_second] == pytest.approx(expected, rel=1e-12)
 
 
 WORKER = textwrap.dedent("""
