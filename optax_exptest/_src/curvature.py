@@ -320,10 +320,9 @@ def _top_eigenvalue(loss_fn, model_fn, curvature, average, num_iterations,
     return _top_eigenvalue_jit(loss_fn, model_fn, curvature, num_iterations,
                                num_batches, params, groups, key)
   # One Lanczos run per batch, one after another through the same compiled
-  # program. Vmapping the runs over the batches batches the Lanczos vectors,
-  # so the curvature products' convolutions become grouped convolutions
-  # (a batched kernel tangent): on XLA:CPU two batches of the Flax CNN cost
-  # 4.8x one batch vmapped, and 2x one after another.
+  # program. Vmapping the runs over the batches would batch the Lanczos
+  # vectors, so a convolution's kernel tangent too: its products become
+  # grouped convolutions, far slower (docs/design.md, section 5).
   total = 0.0
   for group in groups:
     for i in range(len(jax.tree.leaves(group)[0])):

@@ -28,8 +28,7 @@ class ZoomingSampler(optuna.samplers.BaseSampler):
   before it that have not sampled the parameter yet (each asks what that
   trial is asking now), and takes the pull after them. The search and the
   replay come from one read of the trials, so a trial that writes its rate
-  meanwhile counts once (two reads made 2 of 8 two-worker studies on a
-  loaded machine repeat up to 3 of their 12 rates).
+  meanwhile counts once.
 
   Rewards: objective values must be rewards in `[0, 1]` (e.g.
   `optax_exptest.accuracy_reward`), higher is better for a study that
