@@ -88,7 +88,8 @@ def _model_bound(loss_fn, model_fn, params, batches, step_seconds, *,
       loss_fn, params, b, model_fn=model_fn, num_iterations=num_iterations,
       **kw)
   eta, first, seconds = _timed(lambda: run(batch_list), repeats=repeats)
-  _, _, one_seconds = _timed(lambda: run(batch_list[:1]), repeats=repeats)
+  one_seconds = seconds if len(batch_list) == 1 else _timed(
+      lambda: run(batch_list[:1]), repeats=repeats)[2]
   singles = [float(run([b])) for b in batch_list]
   eta_gn = float(run(batch_list, curvature="gauss_newton")) if compare else None
   eta_mean = (float(run(batch_list, average="curvature")) if compare

@@ -236,12 +236,15 @@ def _row(label, values, digits, grid_best):
   return f"| {label} | {m['mean']:.{digits}f} ± {m['std']:.{digits}f} | {cells} | {grid_best} |"
 
 
+_EXTRA_LABELS = {"exptest_nesterov": "ExpTest, inner=trace(0.9, nesterov=True)",
+                 "exptest_rms": "ExpTest, inner=scale_by_rms() (decay 0.9)"}
+
+
 def _extra_rows(task, key, digits, references):
-  """Rows for Nesterov and RMS scaling, where the task's results have them."""
-  labels = {"exptest_nesterov": "ExpTest, inner=trace(0.9, nesterov=True)",
-            "exptest_rms": "ExpTest, inner=scale_by_rms() (decay 0.9)"}
-  return [_row(labels[name], task[name][key], digits, reference)
-          for name, reference in zip(labels, references) if name in task]
+  """Rows for Nesterov and RMS scaling, where the task's results have them;
+  `references` maps each name to its grid's best rate."""
+  return [_row(_EXTRA_LABELS[name], task[name][key], digits, reference)
+          for name, reference in references.items() if name in task]
 
 
 def markdown(out) -> str:
@@ -263,9 +266,9 @@ def markdown(out) -> str:
              "SGD w/ mom. 91.98 ± 0.10 at 0.01 x eta_max"),
         _row("ExpTest, inner=scale_by_adam()", m["exptest_adam"]["accuracy"], 2,
              "Adam 92.40 ± 0.07 at 0.01 x eta_max"),
-        *_extra_rows(m, "accuracy", 2, (
-            "SGD w/ mom. (heavy ball) 91.98 ± 0.10 at 0.01 x eta_max",
-            "RMSprop (decay 0.99) 92.41 ± 0.15 at 0.01 x eta_max")),
+        *_extra_rows(m, "accuracy", 2, {
+            "exptest_nesterov": "SGD w/ mom. (heavy ball) 91.98 ± 0.10 at 0.01 x eta_max",
+            "exptest_rms": "RMSprop (decay 0.99) 92.41 ± 0.15 at 0.01 x eta_max"}),
         "",
         "Final rates / eta_max: momentum "
         + ", ".join(f"{r:.4f}" for r in m["exptest_momentum"]["final_rate_over_eta_max"])
@@ -289,9 +292,9 @@ def markdown(out) -> str:
              "Adam 0.2867 ± 0.0102 at 0.001 x eta_max"),
         _row("  (best-validation checkpoint)", c["exptest_adam"]["best_val_test"], 4,
              "Adam 0.2716 ± 0.0120 at 0.1 x eta_max"),
-        *_extra_rows(c, "final_test", 4, (
-            "SGD w/ mom. (heavy ball) 0.2728 ± 0.0059 at 0.01 x eta_max",
-            "RMSprop (decay 0.99) 0.2809 ± 0.0070 at 0.001 x eta_max")),
+        *_extra_rows(c, "final_test", 4, {
+            "exptest_nesterov": "SGD w/ mom. (heavy ball) 0.2728 ± 0.0059 at 0.01 x eta_max",
+            "exptest_rms": "RMSprop (decay 0.99) 0.2809 ± 0.0070 at 0.001 x eta_max"}),
     ]
     old = c.get("superseded_exptest_adam_displacement_match")
     if old:

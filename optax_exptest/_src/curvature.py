@@ -110,10 +110,11 @@ def lr_upper_bound_from_model(
     ``num_outputs=m``. Without the 0.5 the curvature doubles and the bound
     halves.
   - Softmax regression over ``K`` classes with mean cross-entropy: the
-    Hessian (equal to the Gauss-Newton matrix, the model being linear) is ``mean_i (z_i z_i^T) kron (diag(p_i) - p_i p_i^T)``,
-    and ``lambda_max(diag(p) - p p^T) <= 1 / 2``, so the model bound is at
-    least ``2 * eta_data`` for any parameters, and exactly ``K * eta_data``
-    where every prediction is uniform (zero weights and biases).
+    Hessian (the Gauss-Newton matrix, the model being linear) is
+    ``mean_i (z_i z_i^T) kron (diag(p_i) - p_i p_i^T)``, and
+    ``lambda_max(diag(p) - p p^T) <= 1 / 2``, so the model bound is at least
+    ``2 * eta_data`` for any parameters, and exactly ``K * eta_data`` where
+    every prediction is uniform (zero weights and biases).
     `lr_upper_bound`'s cross-entropy case is the worst case over
     parameters, times another factor 2.
 
@@ -205,10 +206,7 @@ def lr_upper_bound_from_model(
     the Edge of Stability <https://arxiv.org/abs/2103.00065>`_, 2021 (the
     sharpness ``lambda_max`` and the ``2 / eta`` threshold during training).
   """
-  curvature = _validate(loss_fn, model_fn, curvature, num_iterations)
-  if average not in _AVERAGES:
-    raise ValueError(
-        f"average must be one of {_AVERAGES}, got average={average!r}.")
+  _validate(loss_fn, model_fn, curvature, average, num_iterations)
   groups, num_batches = _batch_groups(batches)
   _check_params(params)
   if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
@@ -237,8 +235,8 @@ def lr_upper_bound_from_model(
   return jnp.where(lam <= 0, jnp.inf, 2.0 / lam)
 
 
-def _validate(loss_fn, model_fn, curvature, num_iterations) -> str:
-  """Checks the arguments; returns the curvature to use."""
+def _validate(loss_fn, model_fn, curvature, average, num_iterations) -> None:
+  """Checks the arguments."""
   if not callable(loss_fn):
     raise ValueError(f"loss_fn must be callable, got loss_fn={loss_fn!r}.")
   if model_fn is not None and not callable(model_fn):
@@ -252,6 +250,9 @@ def _validate(loss_fn, model_fn, curvature, num_iterations) -> str:
         "curvature='gauss_newton' needs model_fn (params, batch) -> outputs,"
         " with loss_fn(outputs, batch); without model_fn, use"
         " curvature='hessian' and loss_fn(params, batch).")
+  if average not in _AVERAGES:
+    raise ValueError(
+        f"average must be one of {_AVERAGES}, got average={average!r}.")
   if (isinstance(num_iterations, bool)
       or not isinstance(num_iterations, (int, np.integer))):
     raise ValueError(
@@ -259,7 +260,6 @@ def _validate(loss_fn, model_fn, curvature, num_iterations) -> str:
   if num_iterations < 1:
     raise ValueError(
         f"num_iterations must be >= 1, got num_iterations={num_iterations}.")
-  return curvature
 
 
 def _check_params(params: Any) -> None:
