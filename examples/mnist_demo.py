@@ -27,7 +27,7 @@ from optax_exptest import Decision
 PHASE_OF = {
     Decision.EXPONENTIAL: "searching", Decision.RESTART: "searching",
     Decision.DECREASING: "tuning", Decision.PLATEAU: "tuning",
-    Decision.DIVERGED: "diverged",
+    Decision.DIVERGED: "diverged", Decision.SKIPPED: "skipped",
 }
 
 

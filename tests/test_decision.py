@@ -28,20 +28,23 @@ for phase, complete, significant in itertools.product((S, T), (False, True), (Fa
   TABLE[(phase, complete, significant, True)] = (Decision.DIVERGED, None, True)
 
 
+@pytest.mark.parametrize("restart_on_divergence", [False, True])
 @pytest.mark.parametrize("reset", [True, False])
 @pytest.mark.parametrize("case", sorted(TABLE))
-def test_truth_table(case, reset):
+def test_truth_table(case, reset, restart_on_divergence):
   phase, complete, significant, diverged = case
   decision, phase_after, cut = TABLE[case]
   alpha = 0.05
   p = 0.01 if significant else 0.5
-  v = decide(phase, complete, p, alpha, diverged, reset)
+  v = decide(phase, complete, p, alpha, diverged, reset,
+             restart_on_divergence=restart_on_divergence)
   assert int(v.decision) == decision
   assert bool(v.cut) == cut
   if diverged:
-    # Back to the anchor always; with reset, back to searching too.
+    # Back to the anchor always; the phase stays, unless the anchor is the
+    # initial parameters (a fresh search).
     assert bool(v.restore)
-    assert int(v.phase) == (S if reset else phase)
+    assert int(v.phase) == (S if restart_on_divergence else phase)
   else:
     assert int(v.phase) == phase_after
     assert bool(v.restore) == (reset and decision == Decision.RESTART)

@@ -15,6 +15,7 @@ DECISION_STYLE = {
         (Decision.RESTART, "ExpTest: no decay, cut + reset"),
         (Decision.PLATEAU, "ExpTest: plateau, cut"),
         (Decision.DIVERGED, "ExpTest: diverged, cut + reset"),
+        (Decision.SKIPPED, "ExpTest: fault skipped"),
     ]
 }
 

@@ -1,6 +1,6 @@
 """ExpTest's decision step: the paper's Algorithm 1 on scalars.
 
-At the end of a window (or at a divergence) ExpTest turns a few scalars into
+At the end of a window (or at a confirmed divergence) ExpTest turns a few scalars into
 a verdict: what was decided, the new phase, whether the rate is cut, and
 whether the parameters go back to the anchor. `decide` is that function,
 pure and elementwise, so it reads like the paper and is tested as a truth
@@ -19,8 +19,13 @@ any        no        any          no         NONE                   no
 
 The parameters go back to the anchor on DIVERGED (whatever `reset`: a run
 must not go on from parameters that blew up) and, with `reset=True`, on
-RESTART (the paper's restart). With `reset=True` both also return the phase
-to searching.
+RESTART (the paper's restart). The phase stays what it was, except after a
+passed search test, and after a divergence with `restart_on_divergence`
+(the anchor is then the initial parameters: the search starts again).
+
+A fault that a divergence has not confirmed (`exptest`'s
+`divergence_patience`) never reaches this function: the update records it
+as SKIPPED, with no cut and a zero update.
 """
 
 import enum
@@ -54,7 +59,7 @@ class Decision(enum.IntEnum):
     >>> _, state = tx.update(jnp.ones(3), tx.init(params), params,
     ...                      value=jnp.nan)
     >>> optax_exptest.Decision(int(state.decision)).name
-    'DIVERGED'
+    'SKIPPED'
   """
 
   NONE = 0  # No test ended at this step.
@@ -62,7 +67,8 @@ class Decision(enum.IntEnum):
   RESTART = 2  # Searching: no exponential decay; rate cut (and reset).
   DECREASING = 3  # Tuning: the loss still decreases; rate kept.
   PLATEAU = 4  # Tuning: plateau; rate cut.
-  DIVERGED = 5  # Non-finite values or a loss above the divergence bound.
+  DIVERGED = 5  # Faults in a row (non-finite values, a loss far above L0).
+  SKIPPED = 6  # A fault not (yet) confirmed: a zero update, nothing cut.
 
 
 class Verdict(NamedTuple):
@@ -89,6 +95,7 @@ def decide(
     alpha: jax.typing.ArrayLike,
     diverged: jax.typing.ArrayLike,
     reset: bool,
+    restart_on_divergence: bool = False,
 ) -> Verdict:
   """Algorithm 1's decision on one step (see the module's table).
 
@@ -97,9 +104,10 @@ def decide(
     complete: whether the window holds its full length (a test ran).
     p_value: the p-value of that test (ignored when not `complete`).
     alpha: the significance level.
-    diverged: whether this step diverged (non-finite values, or a loss above
-      the divergence bound).
+    diverged: whether a divergence is confirmed at this step.
     reset: the `reset` option of `exptest` (a Python bool).
+    restart_on_divergence: whether a divergence returns the phase to
+      searching (a Python bool: `reset=True` with `anchor="init"`).
 
   Returns:
     A `Verdict`.
@@ -129,10 +137,10 @@ def decide(
           Decision.NONE,
       ),
   ).astype(jnp.int32)
-  restart = reset & (diverged | (failed & searching))
+  restart = reset & failed & searching
   new_phase = jnp.where(
       passed & searching, Phase.TUNING,
-      jnp.where(restart, Phase.SEARCHING, phase),
+      jnp.where(restart_on_divergence & diverged, Phase.SEARCHING, phase),
   ).astype(jnp.int32)
   return Verdict(
       decision=decision,

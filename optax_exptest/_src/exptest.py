@@ -43,7 +43,7 @@ __all__ = ["Decision", "ExpTestState", "Phase", "exptest"]
 class ExpTestState(NamedTuple):
   """State of `exptest`: arrays only, so it jits, vmaps and checkpoints.
 
-  The first seven fields are what a user logs (`exptest_summary` gives them
+  The first eight fields are what a user logs (`exptest_summary` gives them
   as plain numbers); the rest is ExpTest's memory.
 
   Attributes:
@@ -51,17 +51,23 @@ class ExpTestState(NamedTuple):
     phase: `Phase` (int32): 0 searching, 1 tuning.
     num_cuts: number of rate cuts so far (int32).
     num_resets: number of returns of the parameters to the anchor (int32).
+    num_skipped: number of steps skipped as transient faults (int32): a
+      non-finite loss, gradient or update, or a loss far above `L0`, that
+      did not persist (`divergence_patience`).
     p_value: p-value of the last test (1.0 before the first).
     decision: `Decision` taken by the last update (int32).
     step: number of updates so far (int32).
+    faults_in_a_row: the faulty steps just before this one (int32); a
+      divergence is confirmed when it reaches `divergence_patience`.
     window: the window under test (`window.WindowState`: the losses, the
       loss scale `L0`, `W`, `N`, whether `c_w` is being measured).
     correction: the sums behind the mini-batch correction `c_w`
       (`correction.CorrectionState`; its `displacement` is `()` with
       `sgd_correction=False`).
     anchor_params: where the parameters return on a reset or a divergence:
-      the parameters given to `init` with `reset=True`; with `reset=False`,
-      the parameters at the end of the last completed window.
+      while searching with `reset=True`, the parameters given to `init`;
+      otherwise (tuning, or `reset=False`) the parameters at the end of the
+      last completed window (with `anchor="init"`, always those of `init`).
     inner_state: the state of the `inner` transformation.
 
   Examples:
@@ -75,9 +81,11 @@ class ExpTestState(NamedTuple):
   phase: jax.Array
   num_cuts: jax.Array
   num_resets: jax.Array
+  num_skipped: jax.Array
   p_value: jax.Array
   decision: jax.Array
   step: jax.Array
+  faults_in_a_row: jax.Array
   window: window_lib.WindowState
   correction: correction_lib.CorrectionState
   anchor_params: optax.Params
@@ -158,6 +166,15 @@ def _static_capacity(capacity: Any) -> int:
   return c
 
 
+def _static_patience(patience: Any) -> int:
+  if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+    raise ValueError(
+        "exptest: divergence_patience must be a Python int of at least 1 (the"
+        f" faults in a row that confirm a divergence), got {patience!r}."
+    )
+  return patience
+
+
 def _check_update_args(value: Any, params: Any) -> None:
   if value is None:
     raise TypeError(
@@ -189,8 +206,11 @@ def _float_dtype(params: Any) -> jnp.dtype:
 # The steps of one update.
 
 
-def _non_finite_flag(value: jax.Array, *trees: Any) -> jax.Array:
-  """0 when `value` and every entry of `trees` are finite, NaN otherwise.
+def _non_finite_flag(
+    value: jax.Array, grads: optax.Updates, updates: Any
+) -> tuple[jax.Array, jax.Array]:
+  """`(flag, ||grads||^2)`: the flag is 0 when `value` and every entry of
+  `grads` and `updates` are finite, NaN otherwise.
 
   The per-step form is a sum of squares, which XLA:CPU reduces faster than
   any other form measured (`docs/design.md`, section 7). It overflows for
@@ -199,12 +219,14 @@ def _non_finite_flag(value: jax.Array, *trees: Any) -> jax.Array:
   sum of zeros cannot overflow.
   """
   # Piecewise constant: no derivative flows through (nor through the branch).
-  value, trees = jax.lax.stop_gradient((value, trees))
-  squares = correction_lib.sum_of_squares(trees, value.dtype)
-  return lazy_cond(
+  value, trees = jax.lax.stop_gradient((value, (grads, updates)))
+  grad_squares = correction_lib.sum_of_squares(trees[0], value.dtype)
+  squares = grad_squares + correction_lib.sum_of_squares(trees[1], value.dtype)
+  flag = lazy_cond(
       jnp.isinf(squares), _exact_non_finite_flag, _flag_of_squares,
       value, squares, trees,
   )
+  return flag, grad_squares
 
 
 def _flag_of_squares(value: jax.Array, squares: jax.Array, trees: Any) -> jax.Array:
@@ -222,36 +244,68 @@ def _exact_non_finite_flag(
   return flag
 
 
-def _diverged(
+def _is_fault(
     window: window_lib.WindowState,
     value: jax.Array,
     flag: jax.Array,
+    grad_squares: jax.Array,
     hp: _Hyperparameters,
 ) -> jax.Array:
-  """A non-finite loss, gradient or inner update, or a loss far above L0."""
+  """A step that must not move the parameters: a non-finite loss, gradient
+  or inner update, or a loss or gradient far above its first finite value."""
   return (flag != 0) | window_lib.exceeds(
-      window, value, hp.divergence_factor, hp.loss_floor
+      window, value, grad_squares, hp.divergence_factor, hp.loss_floor
   )
 
 
-def _needs_decision(controls: _Controls, value, flag, hp) -> jax.Array:
-  window = controls.window
-  return window_lib.at_event(window) | _diverged(
-      window, value, flag, hp
+class _Faults(NamedTuple):
+  """This step's fault, and what it means (all scalars).
+
+  A fault is skipped (a zero update that leaves the window, the correction,
+  the rate and `inner`'s state as they were) until `patience` faults in a
+  row confirm a divergence. A skipped step leaves the parameters where they
+  were, so the faults in a row are the same parameters failing on other
+  batches: a rate too high fails again at once, a bad batch does not.
+  """
+
+  fault: jax.Array
+  in_a_row: jax.Array
+  confirmed: jax.Array
+  skipped: jax.Array
+
+
+def _count_faults(fault: jax.Array, in_a_row: jax.Array, patience: int) -> _Faults:
+  in_a_row = jnp.where(fault, optax.safe_increment(in_a_row), 0)
+  confirmed = in_a_row >= patience
+  return _Faults(
+      fault=fault,
+      in_a_row=jnp.where(confirmed, 0, in_a_row).astype(jnp.int32),
+      confirmed=confirmed,
+      skipped=fault & ~confirmed,
   )
+
+
+class _GradientScale(NamedTuple):
+  """This step's gradient, as the decision step reads it at the first loss."""
+
+  live: jax.Array  # Live entries (`collapse.live_entries`) at an event.
+  norm_sq: jax.Array  # `||g||^2`.
 
 
 def _decide_step(
     controls: _Controls,
     value: jax.Array,
-    flag: jax.Array,
+    diverged: jax.Array,
     hp: _Hyperparameters,
-    live: jax.Array,
+    gradient: _GradientScale,
     *,
     reset: bool,
     sgd_correction: bool,
+    restart_on_divergence: bool,
 ) -> _Controls:
   """The rare branch: fix L0, test a complete window, apply the verdict.
+
+  `diverged` is a confirmed divergence (`_Faults.confirmed`).
 
   A model collapsed to a trivial predictor (`collapse.py`) at the end of two
   windows in a row counts as a divergence: its exponential decay is the
@@ -261,14 +315,16 @@ def _decide_step(
   """
   controls = _match_decrease(controls, value, hp)
   window = window_lib.fix_scale(
-      controls.window, value, hp.loss_floor, controls.learning_rate, live
+      controls.window, value, hp.loss_floor, controls.learning_rate,
+      gradient.live, gradient.norm_sq,
   )
   ended = window_lib.is_complete(window)
   looks_collapsed = ended & collapse.has_collapsed(
-      live, window.live_at_start, value - hp.loss_floor, window.loss_scale
+      gradient.live, window.live_at_start, value - hp.loss_floor,
+      window.loss_scale,
   )
   collapsed = looks_collapsed & window.collapse_seen
-  diverged = _diverged(window, value, flag, hp) | collapsed
+  diverged = diverged | collapsed
   complete = ended & ~diverged
   p = lazy_cond(
       complete,
@@ -276,7 +332,10 @@ def _decide_step(
       lambda w, phase, last: last,
       window, controls.phase, controls.p_value,
   )
-  verdict = decide(controls.phase, complete, p, hp.alpha, diverged, reset)
+  verdict = decide(
+      controls.phase, complete, p, hp.alpha, diverged, reset,
+      restart_on_divergence=restart_on_divergence,
+  )
   lr = jnp.where(
       verdict.cut, controls.learning_rate * hp.beta, controls.learning_rate
   )
@@ -329,9 +388,13 @@ def _measure(
     window: window_lib.WindowState,
     correction: correction_lib.CorrectionState,
     grads: optax.Updates,
+    fault: jax.Array,
 ) -> tuple[window_lib.WindowState, correction_lib.CorrectionState]:
-  """Adds a gradient to the correction's sums; sets `N` after `W` of them."""
-  measuring = window.measuring
+  """Adds a gradient to the correction's sums; sets `N` after `W` of them.
+
+  A faulty step's gradient is left out, as its loss is left out of the window.
+  """
+  measuring = window.measuring & ~fault
   # The window restarts with every rate change: its first loss starts the sums.
   first = window.losses.count == 1
   added = correction_lib.accumulate(correction, grads, first)
@@ -347,17 +410,22 @@ def _measure(
   return window, correction
 
 
-def _measure_then_decide(carry, grads, value, flag, hp, live, **options):
+def _measure_then_decide(carry, grads, value, faults, hp, gradient, **options):
   """The rare branch with the correction: `_measure`, then `_decide_step`."""
   controls, correction = carry
-  window, correction = _measure(controls.window, correction, grads)
+  window, correction = _measure(controls.window, correction, grads, faults.fault)
   controls = controls._replace(window=window)
   controls = lazy_update(
-      _needs_decision(controls, value, flag, hp),
+      _needs_decision(controls.window, faults),
       functools.partial(_decide_step, **options),
-      controls, value, flag, hp, live,
+      controls, value, faults.confirmed, hp, gradient,
   )
   return controls, correction
+
+
+def _needs_decision(window: window_lib.WindowState, faults: _Faults) -> jax.Array:
+  """The window's next event, or a confirmed divergence."""
+  return window_lib.at_event(window) | faults.confirmed
 
 
 def _live_entries_when_needed(
@@ -383,13 +451,57 @@ def _apply_verdict(
     anchor: optax.Params,
     learning_rate: jax.Array,
     restore: jax.Array,
+    skipped: jax.Array,
 ) -> optax.Updates:
-  """`-eta * u`, or the step back to the anchor (`anchor - params`)."""
+  """`-eta * u`, the step back to the anchor (`anchor - params`), or 0."""
   return jax.tree.map(
-      lambda u, p, a: jnp.where(restore, a - p, -learning_rate * u).astype(
-          u.dtype
-      ),
+      lambda u, p, a: jnp.where(
+          restore, a - p, jnp.where(skipped, 0, -learning_rate * u)
+      ).astype(u.dtype),
       updates, params, anchor,
+  )
+
+
+def _follow_windows(
+    anchor: optax.Params,
+    params: optax.Params,
+    decision: jax.Array,
+    phase: jax.Array,
+    reset: bool,
+) -> optax.Params:
+  """The anchor after a completed window: the parameters that completed it.
+
+  Their loss passed through a whole window, so they are the last good ones:
+  a confirmed divergence returns there and loses at most a window. With
+  `reset=True` the search's anchor stays the initial parameters (the paper's
+  restart), so the anchor follows the windows from the first passed search
+  test on: one anchor, two roles, no second copy of the parameters.
+  """
+  completed = (
+      (decision == Decision.EXPONENTIAL) | (decision == Decision.RESTART)
+      | (decision == Decision.DECREASING) | (decision == Decision.PLATEAU)
+  )
+  if reset:
+    completed &= phase == Phase.TUNING
+  return lazy_update(completed, lambda a, p: p, anchor, params, batched="select")
+
+
+def _keep_or_restart_inner(
+    inner: optax.GradientTransformation,
+    new: optax.OptState,
+    old: optax.OptState,
+    anchor: optax.Params,
+    restore: jax.Array,
+    skipped: jax.Array,
+) -> optax.OptState:
+  """`inner`'s state: fresh after a restore, as it was after a skipped step."""
+  return lazy_update(
+      restore | skipped,
+      lambda s, o, a, r: jax.tree.map(
+          lambda fresh, kept: jnp.where(r, fresh, kept), inner.init(a), o
+      ),
+      new, old, anchor, restore,
+      batched="select",
   )
 
 
@@ -404,6 +516,8 @@ class _Config(NamedTuple):
   inner: Optional[optax.GradientTransformationExtraArgs]
   sgd_correction: bool
   reset: bool
+  anchor: str
+  divergence_patience: int
   capacity: int
   rule: inner_rules.InnerRule
 
@@ -413,6 +527,30 @@ class _Config(NamedTuple):
         jnp.asarray(x, dtype)
         for x in (self.alpha, self.beta, factor, self.loss_floor, 1.0)
     ))
+
+
+class _Static(NamedTuple):
+  """The options that shape the compiled update (hashable: jit's static)."""
+
+  inner: Optional[optax.GradientTransformationExtraArgs]
+  sgd_correction: bool
+  reset: bool
+  measures_ratio: bool
+  divergence_patience: int
+  # Whether the anchor follows the completed windows once tuning (or
+  # always, with `reset=False`), rather than staying at `init`'s parameters.
+  anchor_follows_windows: bool
+
+  @classmethod
+  def of(cls, config: "_Config") -> "_Static":
+    return cls(
+        inner=config.inner,
+        sgd_correction=config.sgd_correction,
+        reset=config.reset,
+        measures_ratio=config.rule.measures_ratio,
+        divergence_patience=config.divergence_patience,
+        anchor_follows_windows=not config.reset or config.anchor == "window",
+    )
 
 
 def _init(config: _Config, params: optax.Params) -> ExpTestState:
@@ -430,9 +568,11 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       phase=zero,
       num_cuts=zero,
       num_resets=zero,
+      num_skipped=zero,
       p_value=jnp.ones((), dtype),
       decision=zero,
       step=zero,
+      faults_in_a_row=zero,
       window=window_lib.init(
           config.capacity, dtype, measuring=config.sgd_correction,
           rate_gain=config.rule.gain,
@@ -444,46 +584,47 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
 
 
 def _rare_branches(
-    config: "_Static",
+    config: _Static,
     controls: _Controls,
     correction: correction_lib.CorrectionState,
     grads: optax.Updates,
     value: jax.Array,
-    flag: jax.Array,
+    grad_squares: jax.Array,
+    faults: _Faults,
     hp: _Hyperparameters,
 ) -> tuple[_Controls, correction_lib.CorrectionState]:
   """Measures the correction and decides, each only when needed."""
-  options = dict(reset=config.reset, sgd_correction=config.sgd_correction)
+  options = dict(
+      reset=config.reset,
+      sgd_correction=config.sgd_correction,
+      restart_on_divergence=config.reset and not config.anchor_follows_windows,
+  )
   # Decisions are piecewise constant: no derivative flows through them
   # (and none needs to be transposed through the branches' while loops).
-  controls, correction, grads, value, flag, hp = jax.lax.stop_gradient(
-      (controls, correction, grads, value, flag, hp)
+  controls, correction, grads, value, grad_squares, faults, hp = (
+      jax.lax.stop_gradient(
+          (controls, correction, grads, value, grad_squares, faults, hp)
+      )
   )
-  needs_decision = _needs_decision(controls, value, flag, hp)
-  live = _live_entries_when_needed(controls.window, grads, hp.alpha.dtype)
+  needs_decision = _needs_decision(controls.window, faults)
+  gradient = _GradientScale(
+      live=_live_entries_when_needed(controls.window, grads, hp.alpha.dtype),
+      norm_sq=grad_squares,
+  )
   if not config.sgd_correction:
     controls = lazy_update(
         needs_decision, functools.partial(_decide_step, **options),
-        controls, value, flag, hp, live,
+        controls, value, faults.confirmed, hp, gradient,
     )
     return controls, correction
   # One branch for both rare cases (measuring, deciding), so that a common
   # step checks a single predicate.
   return lazy_update(
-      controls.window.measuring | needs_decision,
+      (controls.window.measuring & ~faults.fault) | needs_decision,
       functools.partial(_measure_then_decide, **options),
-      (controls, correction), grads, value, flag, hp, live,
+      (controls, correction), grads, value, faults, hp, gradient,
       batched="select",
   )
-
-
-class _Static(NamedTuple):
-  """The options that shape the compiled update (hashable: jit's static)."""
-
-  inner: Optional[optax.GradientTransformationExtraArgs]
-  sgd_correction: bool
-  reset: bool
-  measures_ratio: bool
 
 
 def _update(
@@ -503,12 +644,8 @@ def _update(
     updates, inner_state = config.inner.update(
         grads, inner_state, params, value=value, **extra_args
     )
-  static = _Static(
-      config.inner, config.sgd_correction, config.reset,
-      config.rule.measures_ratio,
-  )
   return _record_decide_apply(
-      static, config.hyperparameters(dtype), grads, updates, inner_state,
+      _Static.of(config), config.hyperparameters(dtype), grads, updates, inner_state,
       state, params, value,
   )
 
@@ -528,13 +665,21 @@ def _record_decide_apply(
     value: jax.Array,
 ) -> tuple[optax.Updates, ExpTestState]:
   """Records the loss, decides when needed, and applies the verdict."""
-  # The per-step path: the finiteness check and the loss's push.
-  flag = _non_finite_flag(value, grads, updates if static.inner else ())
+  # The per-step path: the fault check and the loss's push (a faulty step's
+  # loss is left out).
+  flag, grad_squares = _non_finite_flag(
+      value, grads, updates if static.inner else ()
+  )
+  faults = _count_faults(
+      _is_fault(state.window, value, flag, grad_squares, hp),
+      state.faults_in_a_row,
+      static.divergence_patience,
+  )
   controls = _Controls(
       learning_rate=state.learning_rate, phase=state.phase,
       num_cuts=state.num_cuts, num_resets=state.num_resets,
       p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
-      window=window_lib.record(state.window, value),
+      window=window_lib.record(state.window, value, skipped=faults.fault),
   )
   dtype = state.learning_rate.dtype
   if static.measures_ratio:
@@ -547,29 +692,35 @@ def _record_decide_apply(
         grads, updates,
     ))
   controls, correction = _rare_branches(
-      static, controls, state.correction, grads, value, flag, hp
+      static, controls, state.correction, grads, value, grad_squares, faults,
+      hp,
   )
+  # A skipped step takes no decision: the rare branches did not run.
+  decision = jnp.where(faults.skipped, Decision.SKIPPED, controls.decision)
+  controls = controls._replace(decision=decision.astype(jnp.int32))
 
   # What the update does follows from the decision.
-  decision = controls.decision
   restore = (decision == Decision.DIVERGED) | (
       static.reset & (decision == Decision.RESTART)
   )
   anchor = state.anchor_params
-  updates = _apply_verdict(updates, params, anchor, controls.learning_rate, restore)
+  updates = _apply_verdict(
+      updates, params, anchor, controls.learning_rate, restore, faults.skipped
+  )
   if static.inner is not None:
-    inner_state = jax.tree.map(
-        lambda fresh, s: jnp.where(restore, fresh, s),
-        static.inner.init(anchor), inner_state,
+    inner_state = _keep_or_restart_inner(
+        static.inner, inner_state, state.inner_state, anchor, restore,
+        faults.skipped,
     )
-  if not static.reset:
-    # The parameters whose loss just completed a window are good ones.
-    completed = (decision != Decision.NONE) & (decision != Decision.DIVERGED)
-    anchor = lazy_update(
-        completed, lambda a, p: p, anchor, params, batched="select"
-    )
+  if static.anchor_follows_windows:
+    anchor = _follow_windows(anchor, params, decision, controls.phase, static.reset)
   return updates, ExpTestState(
       step=optax.safe_increment(state.step),  # After the branch: no copy.
+      num_skipped=jnp.where(
+          faults.skipped, optax.safe_increment(state.num_skipped),
+          state.num_skipped,
+      ),
+      faults_in_a_row=faults.in_a_row,
       correction=correction,
       anchor_params=anchor,
       inner_state=inner_state,
@@ -586,6 +737,8 @@ def exptest(
     sgd_correction: bool = True,
     reset: bool = True,
     divergence_factor: Optional[jax.typing.ArrayLike] = 1e3,
+    divergence_patience: int = 3,
+    anchor: str = "window",
     loss_floor: jax.typing.ArrayLike = 0.0,
     capacity: Optional[int] = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -614,13 +767,20 @@ def exptest(
   to that update already. The correction is measured again after every rate
   change; after a passed test the next window keeps the same length.
 
-  Divergence is cut short: a non-finite loss, gradient or inner update, or a
-  loss with `loss - loss_floor > divergence_factor * L0`, counts at once as a
-  failed test: the rate is cut, the parameters return to the anchor (the
-  initial parameters with `reset=True`, which also returns the phase to
-  searching; with `reset=False`, the parameters at the end of the last
-  completed window) and `inner`'s state is re-initialised. A non-finite
-  value never reaches the parameters.
+  Faults and divergence. A step with a non-finite loss, gradient or inner
+  update, or a loss with `loss - loss_floor > divergence_factor * L0`, is a
+  fault. A fault is skipped: a zero update that leaves the window, the
+  correction's sums, the rate and `inner`'s state as they were (counted in
+  `num_skipped`), so one corrupt batch costs one step. Since a skipped step
+  leaves the parameters where they were, `divergence_patience` faults in a
+  row are the same parameters failing on that many batches: that confirms a
+  divergence, which counts as a failed test: the rate is cut, the
+  parameters return to the anchor and `inner`'s state is re-initialised.
+  While searching with `reset=True` the anchor is the initial parameters
+  (the paper's restart); in the tuning phase, and with `reset=False`, it is
+  the parameters that completed the last window, so a divergence loses at
+  most a window and the run stays tuning. A non-finite value never reaches
+  the parameters.
 
   The loss scale `L0` is the first *finite* loss minus `loss_floor`. A loss
   that starts at or below `loss_floor` (a negative log-likelihood, an
@@ -651,7 +811,8 @@ def exptest(
   have `rho = 1 / (1 - beta)`; for Adam's or RMSprop's scaling `rho =
   <g, u> / <g, g>` at the first finite loss; for other inners `rho = 1`.
 
-  Memory: the state holds a copy of the parameters (the anchor), a gradient
+  Memory: the state holds one copy of the parameters (the anchor, which the
+  tuning phase overwrites at each completed window), a gradient
   sum (with `sgd_correction`) and `capacity` loss slots, whatever the window
   length; windows longer than `capacity` are block-averaged (see
   `loss_window`), and the tests' degrees of freedom follow the number of
@@ -679,8 +840,15 @@ def exptest(
     reset: on a failed search, return to the initial parameters (the paper's
       Algorithm 1).
     divergence_factor: a loss with `loss - loss_floor` above
-      `divergence_factor * L0` counts as a failed test at once; `None` waits
-      for the window's end as the authors' code does.
+      `divergence_factor * L0` is a fault; `None` leaves such losses in the
+      window, whose test then fails, as the authors' code does.
+    divergence_patience: the faults in a row that confirm a divergence (a
+      static int, at least 1); 1 treats every fault as a divergence.
+    anchor: where a confirmed divergence in the tuning phase returns, with
+      `reset=True`: `"window"`, the parameters that completed the last window
+      (a copy of the parameters into the anchor at each completed window);
+      `"init"`, those given to `init`, never copied again, and the phase
+      returns to searching.
     loss_floor: a lower bound of the loss (0 for MSE and cross-entropy);
       `L0` is measured from it.
     capacity: number of slots of the loss window (a static int, at least 4;
@@ -719,12 +887,18 @@ def exptest(
     _check_range("divergence_factor", divergence_factor, 1.0, math.inf)
   _check_range("loss_floor", loss_floor, -math.inf, math.inf)
   capacity = _static_capacity(capacity)
+  divergence_patience = _static_patience(divergence_patience)
+  if anchor not in ("window", "init"):
+    raise ValueError(
+        f"exptest: anchor must be 'window' or 'init', got anchor={anchor!r}."
+    )
   if inner is not None:
     inner = optax.with_extra_args_support(inner)
   config = _Config(
       learning_rate=learning_rate, alpha=alpha, beta=beta,
       divergence_factor=divergence_factor, loss_floor=loss_floor,
       inner=inner, sgd_correction=sgd_correction, reset=reset,
+      anchor=anchor, divergence_patience=divergence_patience,
       capacity=capacity, rule=inner_rules.classify(inner),
   )
 

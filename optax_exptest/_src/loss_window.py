@@ -56,12 +56,22 @@ def clear(window: LossWindow) -> LossWindow:
   return empty(window.sums.shape[0], window.sums.dtype)
 
 
-def push(window: LossWindow, value: jax.Array) -> LossWindow:
-  """Adds one loss to the window (the caller merges when `is_full`)."""
+def push(
+    window: LossWindow, value: jax.Array, include: jax.typing.ArrayLike = True
+) -> LossWindow:
+  """Adds one loss to the window (the caller merges when `is_full`).
+
+  With `include` False the window is returned as it was, so that a step can
+  be skipped without a branch.
+  """
+  include = jnp.asarray(include, bool)
   # Both are non-negative: truncating division, without floor's corrections.
   slot = jax.lax.div(window.count, window.block_size)
-  sums = window.sums.at[slot].add(value.astype(window.sums.dtype))
-  return window._replace(sums=sums, count=window.count + 1)
+  value = jnp.where(include, value, 0).astype(window.sums.dtype)
+  sums = window.sums.at[slot].add(value)
+  return window._replace(
+      sums=sums, count=window.count + include.astype(window.count.dtype)
+  )
 
 
 def is_full(window: LossWindow) -> jax.Array:

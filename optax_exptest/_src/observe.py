@@ -15,13 +15,15 @@ Number = Union[int, float]
 #: loss curve; the examples, notebooks and benchmarks all use it. Green: the
 #: loss decays exponentially, the search ends; red: no decay, rate cut and
 #: parameters reset; grey: the loss still decreases, rate kept; orange:
-#: plateau, rate cut; black: diverged. `Decision.NONE` has no colour.
+#: plateau, rate cut; black: diverged (faults in a row); purple: a fault
+#: skipped (a zero update). `Decision.NONE` has no colour.
 DECISION_COLORS: Mapping[Decision, str] = types.MappingProxyType({
     Decision.EXPONENTIAL: "C2",
     Decision.RESTART: "C3",
     Decision.DECREASING: "0.7",
     Decision.PLATEAU: "C1",
     Decision.DIVERGED: "k",
+    Decision.SKIPPED: "C4",
 })
 
 
@@ -76,7 +78,8 @@ def exptest_summary(opt_state: Any) -> dict[str, Any]:
 
   Returns:
     A dict with `learning_rate`, `phase` (0 searching, 1 tuning),
-    `phase_name`, `num_cuts`, `num_resets`, `p_value` (of the last test),
+    `phase_name`, `num_cuts`, `num_resets`, `num_skipped` (steps skipped as
+    transient faults), `p_value` (of the last test),
     `decision` and `decision_name` (what the last update decided), `step`,
     `window_fill` (losses in the current window over its length, in
     [0, 1]) and `window_length`.
@@ -105,6 +108,7 @@ def exptest_summary(opt_state: Any) -> dict[str, Any]:
       phase_name=_plain(name(phase, Phase)),
       num_cuts=_plain(s.num_cuts),
       num_resets=_plain(s.num_resets),
+      num_skipped=_plain(s.num_skipped),
       p_value=_plain(s.p_value),
       decision=_plain(decision),
       decision_name=_plain(name(decision, Decision)),

@@ -63,6 +63,8 @@ class WindowState(NamedTuple):
       trivial predictor is told.
     collapse_seen: whether the last completed window ended on a model that
       looked collapsed (a collapse is confirmed at the next one).
+    grad_norm_sq: `||g_0||^2`, the squared gradient norm at the first finite
+      loss (0 until then), the gradients' scale as `L0` is the loss's.
   """
 
   losses: loss_window.LossWindow
@@ -74,6 +76,7 @@ class WindowState(NamedTuple):
   rate_gain: jax.Array
   live_at_start: jax.Array
   collapse_seen: jax.Array
+  grad_norm_sq: jax.Array
 
 
 def window_size(loss_scale: jax.Array, learning_rate: jax.Array) -> jax.Array:
@@ -136,12 +139,17 @@ def init(
       rate_gain=jnp.asarray(rate_gain, dtype),
       live_at_start=jnp.zeros((), dtype),
       collapse_seen=jnp.zeros((), bool),
+      grad_norm_sq=jnp.zeros((), dtype),
   )
 
 
-def record(window: WindowState, value: jax.Array) -> WindowState:
-  """Adds this step's loss (the per-step path)."""
-  return window._replace(losses=loss_window.push(window.losses, value))
+def record(
+    window: WindowState, value: jax.Array, skipped: jax.Array
+) -> WindowState:
+  """Adds this step's loss, unless the step is skipped (the per-step path)."""
+  return window._replace(
+      losses=loss_window.push(window.losses, value, include=~skipped)
+  )
 
 
 def restart(
@@ -167,9 +175,10 @@ def fix_scale(
     loss_floor: jax.Array,
     learning_rate: jax.Array,
     live: jax.Array,
+    grad_norm_sq: jax.Array,
 ) -> WindowState:
-  """At the first finite loss: the scale `L0`, then `W` and `N` from it, and
-  the gradient's `live` entries."""
+  """At the first finite loss: the scale `L0`, then `W` and `N` from it, the
+  gradient's `live` entries and its squared norm."""
   known = window.loss_scale > 0
   new = jnp.isfinite(value) & ~known
   rate = learning_rate * window.rate_gain
@@ -181,6 +190,9 @@ def fix_scale(
       length=jnp.where(new, _test_length(w), window.length),
       live_at_start=jnp.where(new, live, window.live_at_start).astype(
           window.live_at_start.dtype
+      ),
+      grad_norm_sq=jnp.where(new, grad_norm_sq, window.grad_norm_sq).astype(
+          window.grad_norm_sq.dtype
       ),
   ))
 
@@ -228,13 +240,25 @@ def make_room(window: WindowState) -> WindowState:
 def exceeds(
     window: WindowState,
     value: jax.Array,
+    grad_norm_sq: jax.Array,
     divergence_factor: jax.Array,
     loss_floor: jax.Array,
 ) -> jax.Array:
-  """Whether `value - loss_floor > divergence_factor * L0` (once L0 is known)."""
-  return (window.loss_scale > 0) & (
+  """Whether `value - loss_floor > divergence_factor * L0`, or the gradient's
+  norm exceeds `divergence_factor * ||g_0||` (each once its scale is known).
+
+  The gradient's check catches a batch whose loss stays moderate but whose
+  step would not: inputs scaled by 1e4 give a model that classifies them
+  right a small loss and, on the few it gets wrong, a gradient 1e4 times
+  the usual one.
+  """
+  loss_far_above = (window.loss_scale > 0) & (
       value - loss_floor > divergence_factor * window.loss_scale
   )
+  grad_far_above = (window.grad_norm_sq > 0) & (
+      grad_norm_sq > jnp.square(divergence_factor) * window.grad_norm_sq
+  )
+  return loss_far_above | grad_far_above
 
 
 def p_value(window: WindowState, phase: jax.Array) -> jax.Array:
