@@ -443,6 +443,36 @@ def test_version_1_state_loads_as_classic_zooming():
   np.testing.assert_array_equal(restored.ask(2), search.ask(2))
 
 
+# A version 2 state as the search wrote it before it was split into
+# `pull_record` and `zooming_variants`, with the rates it asked next.
+SAVED_V2 = (
+    '{"version": 2, "config": {"low": 0.001, "high": 1.0, "scale": "log",'
+    ' "horizon": 8, "radius_scale": 0.3, "variant": "classic", "seed": 3},'
+    ' "positions": [0.5, 0.03369596700986757, 0.9663040329901325],'
+    ' "counts": [1, 1, 1], "sums": [0.4, 0.9, 0.7], "pending": [[2, 1, 3]],'
+    ' "next_id": 4, "num_rounds": 2, "history": ['
+    '{"pull": 0, "round": 0, "arm": 0.5, "learning_rate": 0.0316227766016838,'
+    ' "reward": 0.4, "finite": true},'
+    ' {"pull": 1, "round": 0, "arm": 0.9663040329901325,'
+    ' "learning_rate": 0.7923409447593993, "reward": 0.7, "finite": true},'
+    ' {"pull": 2, "round": 1, "arm": 0.03369596700986757,'
+    ' "learning_rate": 0.001262082953826977, "reward": 0.9, "finite": true}],'
+    ' "rng": {"bit_generator": "PCG64", "state": {"state":'
+    ' 190925293513678790023551717590265477330, "inc":'
+    ' 222003063171874261427395693950637096479}, "has_uint32": 1,'
+    ' "uinteger": 367860371}}'
+)
+ASKED_NEXT_V2 = [0.001262082953826977, 0.0316227766016838, 0.0027432022219617985]
+
+
+def test_a_version_2_file_saved_before_the_split_loads():
+  state = json.loads(SAVED_V2)
+  restored = ZoomingSearch.from_state_dict(state)
+  assert restored.state_dict() == state
+  assert [p.id for p in restored.pending_pulls] == [3]
+  assert restored.ask(3).tolist() == ASKED_NEXT_V2
+
+
 @pytest.mark.slow
 def test_benchmark_quick_run(tmp_path, capsys):
   module = importlib.import_module("benchmarks.zooming_search")

@@ -448,15 +448,15 @@ class ZoomingSearch:
           f"ZoomingSearch.record: learning_rates must lie in [{low},"
           f" {high}], got {lrs.tolist()}."
       )
-    record = self._pulls
+    known = self._pulls
     pulls = []
     for x in self._geometry.position(lrs):
-      near = [i for i, p in enumerate(record.positions) if abs(p - x) <= GAP_TOLERANCE]
-      arm = near[0] if near else record.activate(float(x))
-      pull_id = record.add_pending(arm)
-      pulls.append(Pull(pull_id, float(self.learning_rate(record.positions[arm])),
-                        record.num_rounds))
-    record.num_rounds += 1
+      near = [i for i, p in enumerate(known.positions) if abs(p - x) <= GAP_TOLERANCE]
+      arm = near[0] if near else known.activate(float(x))
+      pull_id = known.add_pending(arm)
+      pulls.append(Pull(pull_id, float(self.learning_rate(known.positions[arm])),
+                        known.num_rounds))
+    known.num_rounds += 1
     if rewards is not None:
       values = np.asarray(rewards, np.float64).reshape(-1)
       if values.shape != lrs.shape:
@@ -466,7 +466,7 @@ class ZoomingSearch:
         )
       told = [i for i in range(len(pulls)) if not np.isnan(values[i])]
       self.tell_ids([pulls[i].id for i in told], values[told])
-    self._rules.cover(record, self._radius)
+    self._rules.cover(known, self._radius)
     return pulls
 
   @property
@@ -567,9 +567,9 @@ class ZoomingSearch:
 
   def _tell_pending(self, matched: list[int], values: np.ndarray) -> None:
     """Tells `values` to the pending pulls at the indices `matched`."""
-    record = self._pulls
-    rates = [self.learning_rate(record.positions[record.pending[p].arm]) for p in matched]
-    record.tell_pending(matched, values, rates)
+    known = self._pulls
+    rates = [self.learning_rate(known.positions[known.pending[p].arm]) for p in matched]
+    known.tell_pending(matched, values, rates)
 
   # Checkpoints.
 
