@@ -1,4 +1,6 @@
 """Tests of the rewards for `train_fn`: losses and accuracies into `[0, 1]`."""
+import doctest
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,3 +40,11 @@ def test_accuracy_reward():
   batched = jax.vmap(rewards.accuracy_reward, in_axes=(0, None))(
       jnp.stack([logits, -logits]), labels)
   np.testing.assert_allclose(batched, [0.5, 0.0])
+
+
+@pytest.mark.parametrize("module", [rewards])
+def test_docstring_examples(module):
+  result = doctest.testmod(
+      module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+  )
+  assert result.attempted > 0 and result.failed == 0

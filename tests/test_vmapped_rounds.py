@@ -1,5 +1,6 @@
 """Tests of the vmapped rounds (`zoom`, `make_round`): one compile, sharding
 (one process and two), checkpoints and resume."""
+import doctest
 import importlib
 import json
 import os
@@ -310,6 +311,14 @@ def test_diverged_arms_get_the_worst_reward():
   for h in search.history:
     assert (h["reward"], h["finite"]) == ((0.0, False) if h["learning_rate"] > 0.1
                                           else (0.5, True))
+
+
+@pytest.mark.parametrize("module", [zoom_module, checkpoint_module])
+def test_docstring_examples(module):
+  result = doctest.testmod(
+      module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+  )
+  assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.slow

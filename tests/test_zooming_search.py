@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from optax_exptest._src import arm_geometry
-from optax_exptest._src import checkpoint
 from optax_exptest._src import pull_record
-from optax_exptest._src import rewards as rewards_module
-from optax_exptest._src import vmapped_rounds
 from optax_exptest._src import zooming_search
 from optax_exptest._src import zooming_variants
 from optax_exptest._src.arm_geometry import covers_unit_interval
@@ -291,8 +288,7 @@ def test_bad_tell():
 
 
 @pytest.mark.parametrize("module", [
-    zooming_search, zooming_variants, pull_record, arm_geometry, checkpoint,
-    vmapped_rounds, rewards_module])
+    zooming_search, zooming_variants, pull_record, arm_geometry])
 def test_docstring_examples(module):
   result = doctest.testmod(
       module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
