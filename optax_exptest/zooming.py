@@ -8,18 +8,18 @@
   `accuracy_reward`.
 """
 
+from optax_exptest._src.arm_geometry import covers_unit_interval
+from optax_exptest._src.checkpoint import read_checkpoint
+from optax_exptest._src.checkpoint import write_checkpoint
 from optax_exptest._src.rewards import accuracy_reward
 from optax_exptest._src.rewards import loss_curve_reward
 from optax_exptest._src.rewards import loss_reward
 from optax_exptest._src.vmapped_rounds import make_round
-from optax_exptest._src.vmapped_rounds import read_checkpoint
-from optax_exptest._src.vmapped_rounds import write_checkpoint
 from optax_exptest._src.vmapped_rounds import zoom
 from optax_exptest._src.zooming_search import Arm
-from optax_exptest._src.zooming_search import covers_unit_interval
-from optax_exptest._src.zooming_search import default_radius_scale
 from optax_exptest._src.zooming_search import Pull
 from optax_exptest._src.zooming_search import ZoomingSearch
+from optax_exptest._src.zooming_variants import default_radius_scale
 
 __all__ = (
     "Arm",

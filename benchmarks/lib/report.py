@@ -21,7 +21,7 @@ ORDER = [
     ("demo_seeds", "The demo over seeds"),
     ("step_time", "ExpTest's cost per step"),
     ("zooming_search", "Zooming search against fair baselines"),
-    ("zooming_speed", "Zooming: vmapped rounds"),
+    ("vmapped_rounds", "Zooming: vmapped rounds"),
     ("inner_rules", "ExpTest with momentum and Adam inside"),
     ("curvature_bound", "The model-based bound against the best grid rate"),
     ("gpu_suite", "The accelerator suite"),

@@ -9,9 +9,13 @@ The arm space is `[0, 1]`, mapped to learning rates linearly or
 log-uniformly. The search keeps a set of active arms, each with a ball of
 radius `r(x) = radius_scale * sqrt(2 log T / (n(x) + 1))` around it. Balls
 shrink as arms are pulled; wherever they stop covering `[0, 1]` a new arm is
-activated, so arms concentrate where the rewards are high. The state is a few
-lists of numbers (arms, counts, sums, pending pulls, the random generator's
-state): it is plain host-side numpy, and `state_dict` makes it JSON.
+activated, so arms concentrate where the rewards are high.
+
+This module is the search's interface (`ask`, `tell`, `record`, the
+read-only views and `state_dict`). The rest lives by concept: the arm space
+and its map to learning rates in `arm_geometry`, the record of pulls and its
+versioned save and load in `pull_record`, and the two variants' rules, as
+functions of the record, in `zooming_variants`.
 """
 
 import math
@@ -20,20 +24,19 @@ from typing import Any, Literal, NamedTuple, Optional, Sequence
 import numpy as np
 import numpy.typing as npt
 
-# Gaps of the covering shorter than this do not count: floating-point
-# rounding of `x - r` must not activate spurious arms.
-GAP_TOLERANCE = 1e-12
+from optax_exptest._src import pull_record
+from optax_exptest._src.arm_geometry import ArmGeometry
+from optax_exptest._src.arm_geometry import GAP_TOLERANCE
+from optax_exptest._src.zooming_variants import default_radius_scale
+from optax_exptest._src.zooming_variants import Radius
+from optax_exptest._src.zooming_variants import VARIANTS
+
 # A told learning rate matches an asked one within this relative tolerance
 # (a rate that went through float32 and back still matches).
 RATE_TOLERANCE = 1e-5
 # The initial covering needs about 1 / (2 r0) arms; refuse absurd ones.
 MIN_INITIAL_RADIUS = 1e-5
-# Bounds on a round's splits (see `ZoomingSearch._select`).
-_MAX_SPLITS = 10_000
-_MAX_COUNT = 2**52
-_STATE_VERSION = 2  # 1: no variant (classic) and no pull ids
 _CONFIG_KEYS = ("low", "high", "scale", "horizon", "radius_scale", "variant", "seed")
-VARIANTS = ("spread", "classic")
 
 
 class Arm(NamedTuple):
@@ -87,56 +90,6 @@ class Pull(NamedTuple):
   id: int
   learning_rate: float
   round: int
-
-
-def default_radius_scale(horizon: int, variant: str = "spread") -> float:
-  r"""The `radius_scale` a `ZoomingSearch` uses when none is given.
-
-  Classic: `1`, the radius of Kleinberg, Slivkins & Upfal (the paper's
-  Algorithm 1; the paper divides it by 10 for ReLU networks). Spread:
-
-  .. math::
-    c(T) = \frac{1}{T \sqrt{\log T}},
-
-  the scale at which an arm pulled once has radius `r(1) = 1 / T`: covering
-  `[0, 1]` with such balls takes `T / 2` arms, so about half the budget
-  covers the range once and the other half zooms in (the first batched
-  round is the grid of its arms, see `ZoomingSearch`).
-
-  Args:
-    horizon: `T`, the planned number of pulls, `>= 2`.
-    variant: `"spread"` or `"classic"`.
-
-  Returns:
-    The radius scale.
-
-  Examples:
-    >>> from optax_exptest.zooming import default_radius_scale
-    >>> round(default_radius_scale(10), 4), default_radius_scale(10, "classic")
-    (0.0659, 1.0)
-  """
-  if variant == "classic":
-    return 1.0
-  return 1.0 / (horizon * math.sqrt(math.log(horizon)))
-
-
-def _gaps(lows: np.ndarray, highs: np.ndarray) -> list[tuple[float, float]]:
-  """The parts of [0, 1] outside all intervals [lows, highs], left to right.
-
-  Gaps shorter than `GAP_TOLERANCE` are left out.
-  """
-  if lows.size == 0:
-    return [(0.0, 1.0)]
-  order = np.argsort(lows, kind="stable")
-  lo, hi = np.minimum(lows[order], 1.0), highs[order]
-  # reach[i]: how far [0, .] is covered by the intervals before the i-th.
-  reach = np.maximum(np.concatenate([[0.0], np.maximum.accumulate(hi)[:-1]]), 0.0)
-  gaps = [(float(reach[i]), float(lo[i]))
-          for i in np.flatnonzero(lo > reach + GAP_TOLERANCE)]
-  end = max(float(hi.max()), 0.0)
-  if end < 1.0 - GAP_TOLERANCE:
-    gaps.append((end, 1.0))
-  return gaps
 
 
 class ZoomingSearch:
@@ -311,22 +264,15 @@ class ZoomingSearch:
       raise ValueError(
           f"ZoomingSearch: seed must be a non-negative integer, got seed={seed!r}."
       )
-    self._low, self._high, self._scale = low, high, scale
-    self._horizon, self._radius_scale = int(horizon), radius_scale
+    self._geometry = ArmGeometry(low, high, scale)
+    self._horizon = int(horizon)
+    self._radius = Radius(radius_scale, math.log(self._horizon))
     self._config_radius_scale = (
         None if config_radius_scale is None else radius_scale)
     self._variant = variant
+    self._rules = VARIANTS[variant]
     self._seed = int(seed)
-    self._log_t = math.log(self._horizon)
-    self._rng = np.random.default_rng(self._seed)
-    self._positions: list[float] = []
-    self._counts: list[int] = []
-    self._sums: list[float] = []
-    # (arm index, round asked, pull id), in the order asked.
-    self._pending: list[tuple[int, int, int]] = []
-    self._next_id = 0
-    self._history: list[dict[str, Any]] = []
-    self._num_rounds = 0
+    self._pulls = pull_record.PullRecord(self._seed)
 
   # Configuration and read-only views.
 
@@ -334,15 +280,15 @@ class ZoomingSearch:
   def config(self) -> dict[str, Any]:
     """The constructor's arguments, as a dict."""
     return dict(
-        low=self._low, high=self._high, scale=self._scale,
-        horizon=self._horizon, radius_scale=self._config_radius_scale,
+        low=self._geometry.low, high=self._geometry.high,
+        scale=self._geometry.scale, horizon=self._horizon, radius_scale=self._config_radius_scale,
         variant=self._variant, seed=self._seed,
     )
 
   @property
   def radius_scale(self) -> float:
     """The factor on the radius in use (`default_radius_scale` when unset)."""
-    return self._radius_scale
+    return self._radius.scale
 
   @property
   def variant(self) -> str:
@@ -352,17 +298,17 @@ class ZoomingSearch:
   @property
   def num_rounds(self) -> int:
     """The number of `ask` calls so far (rounds), told or not."""
-    return self._num_rounds
+    return self._pulls.num_rounds
 
   @property
   def num_pulls(self) -> int:
     """The number of rewards told so far."""
-    return len(self._history)
+    return len(self._pulls.history)
 
   @property
   def pending(self) -> np.ndarray:
     """Learning rates asked and not told yet, in the order asked."""
-    positions = [self._positions[a] for a, _, _ in self._pending]
+    positions = [self._pulls.positions[p.arm] for p in self._pulls.pending]
     return self.learning_rate(np.asarray(positions, dtype=np.float64))
 
   @property
@@ -373,12 +319,12 @@ class ZoomingSearch:
     `[0, 1]`), `learning_rate`, `reward` (as used: clipped to `[0, 1]`, non-finite
     -> 0) and `finite` (whether the reward told was finite).
     """
-    return [dict(h) for h in self._history]
+    return [dict(h) for h in self._pulls.history]
 
   @property
   def arms(self) -> list[Arm]:
     """The active arms, in the order they were activated."""
-    n_eff = self._effective_counts()
+    n_eff = self._pulls.effective_counts()
     radii = self.radius(n_eff)
     return [
         Arm(
@@ -389,7 +335,8 @@ class ZoomingSearch:
             mean_reward=s / n if n else math.nan,
             radius=float(radii[i]),
         )
-        for i, (x, n, s) in enumerate(zip(self._positions, self._counts, self._sums))
+        for i, (x, n, s) in enumerate(
+            zip(self._pulls.positions, self._pulls.counts, self._pulls.sums))
     ]
 
   @property
@@ -402,228 +349,25 @@ class ZoomingSearch:
     Raises:
       RuntimeError: before the first `tell`.
     """
-    if not self._history:
+    if not self._pulls.history:
       raise RuntimeError(
           "ZoomingSearch.best: no reward has been told yet; call ask() and"
           " tell() (or zoom()) first."
       )
     candidates = [
-        (s / n, n, -i) for i, (n, s) in enumerate(zip(self._counts, self._sums)) if n
+        (s / n, n, -i)
+        for i, (n, s) in enumerate(zip(self._pulls.counts, self._pulls.sums)) if n
     ]
     mean, _, neg_i = max(candidates)
-    return float(self.learning_rate(self._positions[-neg_i])), float(mean)
+    return float(self.learning_rate(self._pulls.positions[-neg_i])), float(mean)
 
   def learning_rate(self, position: npt.ArrayLike) -> np.ndarray:
     """Maps arm positions in `[0, 1]` to learning rates."""
-    x = np.asarray(position, dtype=np.float64)
-    if self._scale == "log":
-      rate = np.exp(math.log(self._low) + x * math.log(self._high / self._low))
-    else:
-      rate = self._low + x * (self._high - self._low)
-    return np.clip(rate, self._low, self._high)  # no rounding past the ends
+    return self._geometry.learning_rate(position)
 
   def radius(self, pulls: npt.ArrayLike) -> np.ndarray:
     """`radius_scale * sqrt(2 log T / (pulls + 1))`."""
-    n = np.asarray(pulls, dtype=np.float64)
-    return self._radius_scale * np.sqrt(2 * self._log_t / (n + 1))
-
-  # The algorithm.
-
-  def _effective_counts(self) -> np.ndarray:
-    """Told pulls plus pending pulls, per arm."""
-    n = np.asarray(self._counts, dtype=np.int64)
-    for arm, _, _ in self._pending:
-      n[arm] += 1
-    return n
-
-  def _add_pending(self, arm: int) -> None:
-    self._pending.append((arm, self._num_rounds, self._next_id))
-    self._next_id += 1
-
-  def _activate(self, position: float) -> None:
-    self._positions.append(float(position))
-    self._counts.append(0)
-    self._sums.append(0.0)
-
-  def _cover(self, n_eff: np.ndarray) -> np.ndarray:
-    """Activates arms until the balls cover [0, 1]; returns the new counts.
-
-    Classic: the midpoint of the leftmost gap, one arm at a time. Spread:
-    each gap gets the fewest fresh balls that cover it, at the midpoints of
-    equal cells (a gap `[0, 1]` of the first round becomes a grid).
-    """
-    x = np.asarray(self._positions, dtype=np.float64)
-    r = self.radius(n_eff)
-    r0 = float(self.radius(0))
-    while gaps := _gaps(x - r, x + r):
-      if self._variant == "classic":
-        new = [0.5 * (gaps[0][0] + gaps[0][1])]
-      else:
-        new = []
-        for a, b in gaps:
-          n = max(1, math.ceil((b - a) / (2 * r0) - 1e-9))
-          new += [a + (i + 0.5) * (b - a) / n for i in range(n)]
-      for mid in new:
-        self._activate(mid)
-      x = np.append(x, new)
-      n_eff = np.append(n_eff, np.zeros(len(new), np.int64))
-      r = np.append(r, np.full(len(new), r0))
-    return n_eff
-
-  def _means(self) -> np.ndarray:
-    """`mu(x)`; an arm without rewards borrows its nearest told neighbour's."""
-    counts = np.asarray(self._counts, dtype=np.float64)
-    sums = np.asarray(self._sums, dtype=np.float64)
-    told = counts > 0
-    mu = np.ones_like(sums)
-    mu[told] = sums[told] / counts[told]
-    if told.any() and not told.all():
-      x = np.asarray(self._positions)
-      nearest = np.abs(x[~told, None] - x[None, told]).argmin(axis=1)
-      mu[~told] = mu[told][nearest]
-    return mu
-
-  def _argmax(self, values: np.ndarray, among: np.ndarray) -> int:
-    """The index in `among` of the largest value, ties at random."""
-    top = among[values[among] >= values[among].max()]
-    return int(top[0] if top.size == 1 else self._rng.choice(top))
-
-  def _exclusive_reach(self, arm: int, x: np.ndarray, r: np.ndarray) -> float:
-    """How far from `arm` the points only its ball covers reach (0: none)."""
-    return abs(self._exclusive_far_point(arm, x, r) - x[arm])
-
-  def _exclusive_far_point(self, arm: int, x: np.ndarray, r: np.ndarray) -> float:
-    """The point only `arm`'s ball covers that is farthest from it (or it)."""
-    others = np.arange(x.size) != arm
-    gaps = _gaps(x[others] - r[others], x[others] + r[others])
-    ends = [e for gap in gaps for e in gap]
-    if not ends:
-      return float(x[arm])
-    return float(max(ends, key=lambda e: abs(e - x[arm])))
-
-  def _optimistic(self, y: np.ndarray, mu: np.ndarray, x: np.ndarray,
-                  r: np.ndarray) -> np.ndarray:
-    """`U(y)`: the least `mu(x) + 2 |y - x|` over the balls holding `y`."""
-    dist = np.abs(y[:, None] - x[None, :])
-    cone = mu[None, :] + 2 * dist
-    inside = np.where(dist <= r[None, :], cone, np.inf).min(axis=1)
-    # Points of gaps too narrow to count: the nearest cone.
-    return np.where(np.isfinite(inside), inside, cone.min(axis=1))
-
-  def _spread_next(self, n_eff: np.ndarray) -> int:
-    """Spread: the arm of the next pull (activated when new).
-
-    Arms are only activated when pulled. While the balls of the pulled (and
-    pending) arms leave `[0, 1]` uncovered, the midpoint of the longest
-    uncovered gap. Then the point of largest optimistic value
-    `U(y) = min(mu(x) + 2 |y - x|)` over the balls that hold `y`: the
-    zooming index `mu + 2 r` of a ball's edge, carried inside the ball by
-    the Lipschitz bound (Piyavskii-Shubert within the trusted balls).
-    """
-    x = np.asarray(self._positions, np.float64)
-    if not x.size:
-      self._activate(0.5)
-      return 0
-    r = self.radius(n_eff)
-    # Gaps narrower than a pulled arm's ball do not count (an arm there
-    # would be within r(1) / 2 of a ball's edge): no slivers at the ends.
-    narrow = _gaps(x - r, x + r)
-    gaps = [g for g in narrow if g[1] - g[0] > float(self.radius(1))]
-    if gaps:
-      length = np.array([b - a for a, b in gaps])
-      top = np.flatnonzero(length >= length.max() - GAP_TOLERANCE)
-      a, b = gaps[int(top[0] if top.size == 1 else self._rng.choice(top))]
-      self._activate(0.5 * (a + b))
-      return len(self._positions) - 1
-    mu = self._means()
-    eps = 1e-9
-    cands = [x]
-    for sign in (-1, 1):
-      for shift in (0.0, eps):
-        cands.append(x + sign * (r * (1 - 1e-12) + shift))
-    order = np.argsort(x)
-    i, j = (np.triu_indices(x.size, 1) if x.size <= 100
-            else (order[:-1], order[1:]))
-    meet = 0.5 * (x[i] + x[j]) + 0.25 * (mu[j] - mu[i]) * np.sign(x[j] - x[i])
-    cands.append(meet)
-    y = np.clip(np.concatenate(cands), 0.0, 1.0)
-    for a, b in narrow:  # a point of a narrow gap stands for its midpoint
-      y[(y > a) & (y < b)] = 0.5 * (a + b)
-    u = self._optimistic(y, mu, x, r)
-    top = np.flatnonzero(u >= u.max() - GAP_TOLERANCE)
-    best = float(y[top[0] if top.size == 1 else self._rng.choice(top)])
-    near = np.abs(x - best)
-    if near.min() <= GAP_TOLERANCE:
-      return int(near.argmin())  # A repeat: the best point is an arm.
-    self._activate(best)
-    return len(self._positions) - 1
-
-  def _pulls_below(self, radius: float, n: int) -> int:
-    """Hallucinated pulls that take an arm with `n` pulls below `radius`."""
-    c2 = self._radius_scale**2 * 2 * self._log_t  # r(n)^2 = c2 / (n + 1)
-    if radius <= 0:
-      return _MAX_COUNT
-    return int(min(max(math.floor(c2 / radius**2 - n - 1) + 1, 1), _MAX_COUNT))
-
-  def _fresh_choice(self, fresh: np.ndarray, pulled: np.ndarray) -> int:
-    """A never-pulled arm: classic, at random; spread, the farthest from the
-    arms pulled or pending (ties at random), so any prefix is spread out."""
-    if self._variant == "classic" or not (pulled > 0).any():
-      return int(self._rng.choice(fresh))
-    x = np.asarray(self._positions)
-    distance = np.abs(x[fresh, None] - x[None, pulled > 0]).min(axis=1)
-    top = fresh[distance >= distance.max() - GAP_TOLERANCE]
-    return int(top[0] if top.size == 1 else self._rng.choice(top))
-
-  def _select(self, virtual: list[int]) -> int:
-    """Chooses one arm (activating as needed) and marks it pending.
-
-    `virtual` holds the round's extra hallucinated pulls from splits, per arm.
-    """
-    if self._variant == "spread":
-      choice = self._spread_next(self._effective_counts())
-      self._add_pending(choice)
-      return choice
-    for _ in range(_MAX_SPLITS):
-      pulled = self._effective_counts()
-      virtual.extend([0] * (pulled.size - len(virtual)))
-      n_eff = self._cover(pulled + np.asarray(virtual, np.int64))
-      virtual.extend([0] * (n_eff.size - len(virtual)))
-      pulled = np.append(pulled, np.zeros(n_eff.size - pulled.size, np.int64))
-      fresh = np.flatnonzero(pulled == 0)
-      if fresh.size:
-        choice = self._fresh_choice(fresh, pulled)
-        break
-      mu, x, r = self._means(), np.asarray(self._positions), self.radius(n_eff)
-      index = mu + 2 * r
-      pending = pulled > np.asarray(self._counts)
-      free_level = index[~pending].max() if (~pending).any() else -math.inf
-      if free_level >= index.max():
-        choice = self._argmax(index, np.flatnonzero(~pending))
-        break
-      # Split: lower the level from the top; pending arms above it get
-      # hallucinated pulls, until a non-pending arm's index or an uncovered
-      # gap is reached.
-      level, opener, reach = free_level, -1, 0.0
-      for b in np.flatnonzero(pending & (index > free_level)):
-        d = self._exclusive_reach(b, x, r)
-        if d > 0 and mu[b] + 2 * d > level:
-          level, opener, reach = mu[b] + 2 * d, b, d
-      above = pending & (index > level)
-      if opener >= 0:
-        above[opener] = True
-      lowered = [b for b in np.flatnonzero(above) if b == opener or mu[b] < level]
-      if not lowered:
-        choice = self._argmax(index, np.flatnonzero(above))
-        break  # nothing can be split: repeat the arm, with a fresh seed
-      for b in lowered:
-        target = reach if b == opener else (level - mu[b]) / 2
-        virtual[b] = min(virtual[b] + self._pulls_below(target, n_eff[b]), _MAX_COUNT)
-    else:  # Not reached in practice: a bound on the loop, not a rule.
-      index = self._means() + 2 * self.radius(n_eff)
-      choice = self._argmax(index, np.arange(n_eff.size))
-    self._add_pending(choice)
-    return choice
+    return self._radius(pulls)
 
   def ask(self, k: int = 1) -> np.ndarray:
     """Chooses the learning rates of the next round.
@@ -640,20 +384,9 @@ class ZoomingSearch:
           f"ZoomingSearch.ask: k must be an integer >= 1 (pulls in the round),"
           f" got k={k!r}."
       )
-    if self._variant == "spread" and not self._positions and k > 1:
-      # A first round is the grid of its k cell midpoints.
-      arms = list(range(int(k)))
-      for i in arms:
-        self._activate((i + 0.5) / k)
-        self._add_pending(i)
-    else:
-      virtual: list[int] = []
-      arms = [self._select(virtual) for _ in range(int(k))]
-    if self._variant == "classic":
-      # The last pull's ball shrank too: keep [0, 1] covered between rounds.
-      self._cover(self._effective_counts())
-    self._num_rounds += 1
-    return self.learning_rate(np.asarray([self._positions[a] for a in arms]))
+    arms = self._rules.ask(self._pulls, int(k), self._radius)
+    self._pulls.num_rounds += 1
+    return self.learning_rate(np.asarray([self._pulls.positions[a] for a in arms]))
 
   def ask_pulls(self, k: int = 1) -> list[Pull]:
     """`ask`, returning the round's pulls with their ids.
@@ -678,10 +411,10 @@ class ZoomingSearch:
       >>> search.best
       (0.75, 0.9)
     """
-    first = len(self._pending)
+    first = len(self._pulls.pending)
     rates = self.ask(k)
-    return [Pull(int(self._pending[first + i][2]), float(lr), int(self._pending[first + i][1]))
-            for i, lr in enumerate(rates)]
+    asked = self._pulls.pending[first:]
+    return [Pull(int(p.id), float(lr), int(p.round)) for p, lr in zip(asked, rates)]
 
   def record(self, learning_rates: npt.ArrayLike,
              rewards: Optional[npt.ArrayLike] = None) -> list[Pull]:
@@ -708,30 +441,22 @@ class ZoomingSearch:
       (1, [0.25])
     """
     lrs = np.asarray(learning_rates, np.float64).reshape(-1)
-    slack = RATE_TOLERANCE * abs(self._high)
-    if not np.all((lrs >= self._low - slack) & (lrs <= self._high + slack)):
+    low, high = self._geometry.low, self._geometry.high
+    slack = RATE_TOLERANCE * abs(high)
+    if not np.all((lrs >= low - slack) & (lrs <= high + slack)):
       raise ValueError(
-          f"ZoomingSearch.record: learning_rates must lie in [{self._low},"
-          f" {self._high}], got {lrs.tolist()}."
+          f"ZoomingSearch.record: learning_rates must lie in [{low},"
+          f" {high}], got {lrs.tolist()}."
       )
-    lrs = np.clip(lrs, self._low, self._high)
-    if self._scale == "log":
-      u = np.log(lrs / self._low) / math.log(self._high / self._low)
-    else:
-      u = (lrs - self._low) / (self._high - self._low)
-    u = np.clip(u, 0.0, 1.0)
+    known = self._pulls
     pulls = []
-    for x in u:
-      near = [i for i, p in enumerate(self._positions) if abs(p - x) <= GAP_TOLERANCE]
-      if near:
-        arm = near[0]
-      else:
-        self._activate(float(x))
-        arm = len(self._positions) - 1
-      self._add_pending(arm)
-      pulls.append(Pull(self._pending[-1][2], float(self.learning_rate(self._positions[arm])),
-                        self._num_rounds))
-    self._num_rounds += 1
+    for x in self._geometry.position(lrs):
+      near = [i for i, p in enumerate(known.positions) if abs(p - x) <= GAP_TOLERANCE]
+      arm = near[0] if near else known.activate(float(x))
+      pull_id = known.add_pending(arm)
+      pulls.append(Pull(pull_id, float(self.learning_rate(known.positions[arm])),
+                        known.num_rounds))
+    known.num_rounds += 1
     if rewards is not None:
       values = np.asarray(rewards, np.float64).reshape(-1)
       if values.shape != lrs.shape:
@@ -741,15 +466,15 @@ class ZoomingSearch:
         )
       told = [i for i in range(len(pulls)) if not np.isnan(values[i])]
       self.tell_ids([pulls[i].id for i in told], values[told])
-    if self._variant == "classic":
-      self._cover(self._effective_counts())
+    self._rules.cover(known, self._radius)
     return pulls
 
   @property
   def pending_pulls(self) -> list[Pull]:
     """The pulls asked and not told yet, in the order asked."""
-    return [Pull(int(i), float(self.learning_rate(self._positions[a])), int(r))
-            for a, r, i in self._pending]
+    return [Pull(int(p.id), float(self.learning_rate(self._pulls.positions[p.arm])),
+                 int(p.round))
+            for p in self._pulls.pending]
 
   def tell_ids(self, pull_ids: Sequence[int], rewards: npt.ArrayLike) -> None:
     """Records the rewards of pending pulls given by id (see `ask_pulls`).
@@ -778,17 +503,17 @@ class ZoomingSearch:
           f" same length, got {len(ids)} ids and rewards of shape"
           f" {values.shape}."
       )
-    where = {pid: i for i, (_, _, pid) in enumerate(self._pending)}
+    where = {p.id: i for i, p in enumerate(self._pulls.pending)}
     matched = []
     for pid in ids:
       if pid not in where or where[pid] in matched:
         raise ValueError(
             f"ZoomingSearch.tell_ids: pull id {pid} is not pending (never"
             " asked, already told, or given twice); pending ids are"
-            f" {[p[2] for p in self._pending]}."
+            f" {[p.id for p in self._pulls.pending]}."
         )
       matched.append(where[pid])
-    self._record(matched, values)
+    self._tell_pending(matched, values)
 
   def tell(self, learning_rates: npt.ArrayLike, rewards: npt.ArrayLike) -> None:
     """Records the rewards of pending pulls.
@@ -821,17 +546,15 @@ class ZoomingSearch:
           f" same length, got shapes {lrs.shape} and {values.shape}; pass one"
           " reward per learning rate returned by ask()."
       )
-    open_pulls = list(range(len(self._pending)))
-    open_rates = self.learning_rate(
-        np.asarray([self._positions[a] for a, _, _ in self._pending])
-    )
+    open_pulls = list(range(len(self._pulls.pending)))
+    open_rates = self.pending
     matched = []
     for lr in lrs:
       if open_pulls:
         rates = open_rates[open_pulls]
         j = int(np.argmin(np.abs(rates - lr)))
         if abs(rates[j] - lr) <= RATE_TOLERANCE * abs(rates[j]) + GAP_TOLERANCE * (
-            self._high - self._low
+            self._geometry.high - self._geometry.low
         ):
           matched.append(open_pulls.pop(j))
           continue
@@ -840,23 +563,13 @@ class ZoomingSearch:
           f" already told; pending rates are {self.pending.tolist()}. Tell"
           " the rates returned by ask()."
       )
-    self._record(matched, values)
+    self._tell_pending(matched, values)
 
-  def _record(self, matched: list[int], values: np.ndarray) -> None:
+  def _tell_pending(self, matched: list[int], values: np.ndarray) -> None:
     """Tells `values` to the pending pulls at the indices `matched`."""
-    finite = np.isfinite(values)
-    values = np.where(finite, np.clip(values, 0.0, 1.0), 0.0)
-    for p, reward, ok in zip(matched, values, finite):
-      arm, round_, pull_id = self._pending[p]
-      self._counts[arm] += 1
-      self._sums[arm] += float(reward)
-      self._history.append(dict(
-          pull=pull_id, round=round_, arm=self._positions[arm],
-          learning_rate=float(self.learning_rate(self._positions[arm])),
-          reward=float(reward), finite=bool(ok),
-      ))
-    done = set(matched)
-    self._pending = [p for i, p in enumerate(self._pending) if i not in done]
+    known = self._pulls
+    rates = [self.learning_rate(known.positions[known.pending[p].arm]) for p in matched]
+    known.tell_pending(matched, values, rates)
 
   # Checkpoints.
 
@@ -865,20 +578,10 @@ class ZoomingSearch:
 
     `ZoomingSearch.from_state_dict(json.loads(json.dumps(d)))` asks exactly
     what this search would: the random generator's state is included, and so
-    are pending pulls.
+    are pending pulls. The format is versioned (`pull_record`); states of
+    earlier versions still load.
     """
-    return dict(
-        version=_STATE_VERSION,
-        config=self.config,
-        positions=list(self._positions),
-        counts=list(self._counts),
-        sums=list(self._sums),
-        pending=[list(p) for p in self._pending],
-        next_id=self._next_id,
-        num_rounds=self._num_rounds,
-        history=self.history,
-        rng=self._rng.bit_generator.state,
-    )
+    return self._pulls.state_dict(self.config)
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
     """Restores `state_dict()` in place; the configuration must match.
@@ -886,12 +589,8 @@ class ZoomingSearch:
     Raises:
       ValueError: when the state comes from a search with other arguments.
     """
-    if state.get("version") not in (1, _STATE_VERSION):
-      raise ValueError(
-          f"ZoomingSearch.load_state_dict: unknown state version"
-          f" {state.get('version')!r}, expected {_STATE_VERSION}."
-      )
-    saved = _saved_config(state)
+    pull_record.check_version(state)
+    saved = pull_record.saved_config(state)
     diff = {k: (saved[k], v) for k, v in self.config.items() if saved.get(k) != v}
     if diff:
       raise ValueError(
@@ -900,19 +599,7 @@ class ZoomingSearch:
           + ", ".join(f"{k}={a!r} vs {b!r}" for k, (a, b) in diff.items())
           + ". Use ZoomingSearch.from_state_dict, or a fresh checkpoint."
       )
-    self._positions = [float(x) for x in state["positions"]]
-    self._counts = [int(n) for n in state["counts"]]
-    self._sums = [float(s) for s in state["sums"]]
-    self._pending = [
-        (int(p[0]), int(p[1]), int(p[2]) if len(p) > 2 else i)
-        for i, p in enumerate(state["pending"])
-    ]
-    self._next_id = int(state.get("next_id", len(self._history) + len(self._pending)))
-    self._num_rounds = int(state["num_rounds"])
-    self._history = [dict(h) for h in state["history"]]
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state["rng"]
-    self._rng = rng
+    self._pulls = pull_record.PullRecord.from_state_dict(state)
 
   @classmethod
   def from_state_dict(cls, state: dict[str, Any]) -> "ZoomingSearch":
@@ -926,7 +613,7 @@ class ZoomingSearch:
       >>> bool((a.ask(3) == b.ask(3)).all())
       True
     """
-    saved = _saved_config(state)
+    saved = pull_record.saved_config(state)
     search = cls(**{k: saved[k] for k in _CONFIG_KEYS})
     search.load_state_dict(state)
     return search
@@ -934,35 +621,6 @@ class ZoomingSearch:
   def __repr__(self) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
     return (
-        f"ZoomingSearch({args}; {len(self._positions)} arms,"
-        f" {self.num_pulls} pulls, {len(self._pending)} pending)"
+        f"ZoomingSearch({args}; {len(self._pulls.positions)} arms,"
+        f" {self.num_pulls} pulls, {len(self._pulls.pending)} pending)"
     )
-
-
-def _saved_config(state: dict[str, Any]) -> dict[str, Any]:
-  """The configuration of a saved state; version 1 was classic zooming."""
-  config = dict(state["config"])
-  if state.get("version") == 1:
-    config.setdefault("variant", "classic")
-  return config
-
-
-def covers_unit_interval(positions: Sequence[float], radii: Sequence[float]) -> bool:
-  """Whether the closed balls `[x - r, x + r]` cover `[0, 1]` (up to 1e-12).
-
-  Args:
-    positions: the balls' centres in `[0, 1]`.
-    radii: their radii, one per centre.
-
-  Returns:
-    True when every point of `[0, 1]` lies in some ball.
-
-  Examples:
-    >>> from optax_exptest.zooming import covers_unit_interval
-    >>> covers_unit_interval([0.25, 0.75], [0.25, 0.25])
-    True
-    >>> covers_unit_interval([0.25, 0.75], [0.2, 0.25])
-    False
-  """
-  x, r = np.asarray(positions, np.float64), np.asarray(radii, np.float64)
-  return not _gaps(x - r, x + r)

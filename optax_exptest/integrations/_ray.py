@@ -6,8 +6,8 @@ from typing import Any, Optional, Union
 import numpy as np
 from ray.tune.search import Searcher
 
-from optax_exptest._src.vmapped_rounds import read_checkpoint
-from optax_exptest._src.vmapped_rounds import write_checkpoint
+from optax_exptest._src.checkpoint import read_checkpoint
+from optax_exptest._src.checkpoint import write_checkpoint
 from optax_exptest._src.zooming_search import ZoomingSearch
 
 

@@ -1,15 +1,17 @@
 """Tests of `ZoomingSearch`: covering, selection, batching, state, errors."""
 import doctest
+import importlib
 import json
 import math
 
 import numpy as np
 import pytest
 
-from optax_exptest._src import rewards as rewards_module
-from optax_exptest._src import vmapped_rounds as zoom_module
-from optax_exptest._src import zooming_search as zooming
-from optax_exptest._src.zooming_search import covers_unit_interval
+from optax_exptest._src import arm_geometry
+from optax_exptest._src import pull_record
+from optax_exptest._src import zooming_search
+from optax_exptest._src import zooming_variants
+from optax_exptest._src.arm_geometry import covers_unit_interval
 from optax_exptest._src.zooming_search import ZoomingSearch
 
 
@@ -147,9 +149,9 @@ def test_an_arm_repeats_only_when_nothing_can_be_split():
   # Arms at 0.3 and 0.7 with fresh balls cover the middle arm's whole ball,
   # and its mean 1 beats their indices: no split is possible.
   r0 = 0.1 * math.sqrt(2 * math.log(64))
-  search._positions += [0.5 - r0 / 2, 0.5 + r0 / 2]  # pylint: disable=protected-access
-  search._counts += [1, 1]  # pylint: disable=protected-access
-  search._sums += [0.0, 0.0]  # pylint: disable=protected-access
+  search._pulls.positions += [0.5 - r0 / 2, 0.5 + r0 / 2]  # pylint: disable=protected-access
+  search._pulls.counts += [1, 1]  # pylint: disable=protected-access
+  search._pulls.sums += [0.0, 0.0]  # pylint: disable=protected-access
   lrs = search.ask(3)
   assert lrs.tolist() == [0.5, 0.5, 0.5]
 
@@ -285,7 +287,8 @@ def test_bad_tell():
     search.tell(lrs[:1], [1.0])
 
 
-@pytest.mark.parametrize("module", [zooming, zoom_module, rewards_module])
+@pytest.mark.parametrize("module", [
+    zooming_search, zooming_variants, pull_record, arm_geometry])
 def test_docstring_examples(module):
   result = doctest.testmod(
       module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
@@ -317,7 +320,7 @@ def test_default_is_spread_with_radius_one_over_t_after_a_pull():
     search = ZoomingSearch(0.0, 1.0, horizon=horizon)
     assert search.variant == "spread" and search.config["radius_scale"] is None
     np.testing.assert_allclose(search.radius(1), 1 / horizon)
-    assert search.radius_scale == zooming.default_radius_scale(horizon)
+    assert search.radius_scale == zooming_variants.default_radius_scale(horizon)
 
 
 def test_first_batched_round_is_the_grid_of_its_arms():
@@ -389,9 +392,9 @@ def test_tell_ids_tells_repeated_rates_apart():
   lrs = search.ask(3)
   search.tell(lrs, np.where(lrs == 0.5, 1.0, 0.1))
   r0 = 0.1 * math.sqrt(2 * math.log(64))  # as in the test of repeats above
-  search._positions += [0.5 - r0 / 2, 0.5 + r0 / 2]  # pylint: disable=protected-access
-  search._counts += [1, 1]  # pylint: disable=protected-access
-  search._sums += [0.0, 0.0]  # pylint: disable=protected-access
+  search._pulls.positions += [0.5 - r0 / 2, 0.5 + r0 / 2]  # pylint: disable=protected-access
+  search._pulls.counts += [1, 1]  # pylint: disable=protected-access
+  search._pulls.sums += [0.0, 0.0]  # pylint: disable=protected-access
   a, b, c = search.ask_pulls(3)
   assert a.learning_rate == b.learning_rate == c.learning_rate == 0.5
   search.tell_ids([b.id], [0.9])
@@ -434,3 +437,80 @@ def test_version_1_state_loads_as_classic_zooming():
   restored = ZoomingSearch.from_state_dict(state)
   assert restored.variant == "classic" and restored.radius_scale == 0.1
   np.testing.assert_array_equal(restored.ask(2), search.ask(2))
+
+
+# A version 2 state as the search wrote it before it was split into
+# `pull_record` and `zooming_variants`, with the rates it asked next.
+SAVED_V2 = (
+    '{"version": 2, "config": {"low": 0.001, "high": 1.0, "scale": "log",'
+    ' "horizon": 8, "radius_scale": 0.3, "variant": "classic", "seed": 3},'
+    ' "positions": [0.5, 0.03369596700986757, 0.9663040329901325],'
+    ' "counts": [1, 1, 1], "sums": [0.4, 0.9, 0.7], "pending": [[2, 1, 3]],'
+    ' "next_id": 4, "num_rounds": 2, "history": ['
+    '{"pull": 0, "round": 0, "arm": 0.5, "learning_rate": 0.0316227766016838,'
+    ' "reward": 0.4, "finite": true},'
+    ' {"pull": 1, "round": 0, "arm": 0.9663040329901325,'
+    ' "learning_rate": 0.7923409447593993, "reward": 0.7, "finite": true},'
+    ' {"pull": 2, "round": 1, "arm": 0.03369596700986757,'
+    ' "learning_rate": 0.001262082953826977, "reward": 0.9, "finite": true}],'
+    ' "rng": {"bit_generator": "PCG64", "state": {"state":'
+    ' 190925293513678790023551717590265477330, "inc":'
+    ' 222003063171874261427395693950637096479}, "has_uint32": 1,'
+    ' "uinteger": 367860371}}'
+)
+ASKED_NEXT_V2 = [0.001262082953826977, 0.0316227766016838, 0.0027432022219617985]
+
+
+def test_a_version_2_file_saved_before_the_split_loads():
+  state = json.loads(SAVED_V2)
+  restored = ZoomingSearch.from_state_dict(state)
+  assert restored.state_dict() == state
+  assert [p.id for p in restored.pending_pulls] == [3]
+  assert restored.ask(3).tolist() == ASKED_NEXT_V2
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run(tmp_path, capsys):
+  module = importlib.import_module("benchmarks.zooming_search")
+  path = module.main(["--quick", "--out", str(tmp_path)])
+  assert path == tmp_path / "zooming_search_quick.json"
+  data = json.loads(path.read_text())
+  assert "machine" in data
+  name = "zooming_search"
+  assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
+  assert (tmp_path / f"{name}_quick.png").stat().st_size > 10_000
+  for result in data["results"].values():
+    for method in data["methods"]:
+      row = result["summary"][f"{method} @ 5"]
+      assert 0.0 <= row["best_mean"] <= 1.0
+      assert len(row["best"]) == data["seeds"]
+      assert row["cost"] <= 5 + 1e-9  # successive halving within the budget
+  assert data["targets"] and set(data["ranks"]) == set(data["methods"])
+  _check_common_random_numbers(data)
+  (tmp_path / f"{name}_quick.md").unlink()
+  module.main(["--quick", "--from-json", "--out", str(tmp_path)])  # no training
+  assert "Targets:" in (tmp_path / f"{name}_quick.md").read_text()
+  assert "wrote" in capsys.readouterr().out
+
+
+def _check_common_random_numbers(data):
+  """The first full-length pull of a rate in a search seed gets the same
+  reward in every method and budget (its training key depends on the rate,
+  not on when the method pulled it)."""
+  shared = 0
+  for result in data["results"].values():
+    first = {}
+    for run, pulls in result["pulls"].items():
+      seed = run.rsplit(" @ ", 1)[1]
+      seen = set()
+      for p in pulls:
+        rate = f"{p['learning_rate']:.8e}"
+        if p["fidelity"] != 1.0 or rate in seen:
+          continue
+        seen.add(rate)
+        key = (seed, rate)
+        if key in first:
+          shared += 1
+          assert p["reward"] == first[key], (run, rate)
+        first.setdefault(key, p["reward"])
+  assert shared > 0

@@ -1,7 +1,11 @@
-"""Tests of `zoom`: one compile, sharding, checkpoints and resume, rewards."""
+"""Tests of the vmapped rounds (`zoom`, `make_round`): one compile, sharding
+(one process and two), checkpoints and resume."""
+import doctest
 import importlib
 import json
 import os
+import socket
+import subprocess
 import sys
 
 import jax
@@ -10,7 +14,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from examples import zoom_multihost
 from helpers import log_compilations
+from optax_exptest._src import checkpoint as checkpoint_module
 from optax_exptest._src import rewards
 from optax_exptest._src import vmapped_rounds as zoom_module
 from optax_exptest._src.vmapped_rounds import make_round
@@ -210,10 +216,10 @@ def test_crash_while_writing_the_checkpoint(tmp_path, monkeypatch, uninterrupted
       raise Crash("killed during os.replace")
     real_replace(src, dst)
 
-  monkeypatch.setattr(zoom_module.os, "replace", failing_replace)
+  monkeypatch.setattr(checkpoint_module.os, "replace", failing_replace)
   with pytest.raises(Crash):
     run_zoom(checkpoint=path)
-  monkeypatch.setattr(zoom_module.os, "replace", real_replace)
+  monkeypatch.setattr(checkpoint_module.os, "replace", real_replace)
   assert os.listdir(tmp_path) == ["search.json"]  # no temporary file left
   assert json.loads(path.read_text())["search"]["num_rounds"] == 2
   search = run_zoom(checkpoint=path)
@@ -222,15 +228,15 @@ def test_crash_while_writing_the_checkpoint(tmp_path, monkeypatch, uninterrupted
 
 def test_crash_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
   path = tmp_path / "search.json"
-  zoom_module.write_checkpoint(path, {"a": 1})
+  checkpoint_module.write_checkpoint(path, {"a": 1})
 
   def failing_dump(obj, f):
     f.write('{"a": ')
     raise Crash("killed mid-write")
 
-  monkeypatch.setattr(zoom_module.json, "dump", failing_dump)
+  monkeypatch.setattr(checkpoint_module.json, "dump", failing_dump)
   with pytest.raises(Crash):
-    zoom_module.write_checkpoint(path, {"a": 2})
+    checkpoint_module.write_checkpoint(path, {"a": 2})
   assert json.loads(path.read_text()) == {"a": 1}
   assert os.listdir(tmp_path) == ["search.json"]
 
@@ -307,84 +313,53 @@ def test_diverged_arms_get_the_worst_reward():
                                           else (0.5, True))
 
 
-def test_loss_reward():
-  got = rewards.loss_reward(jnp.array([0.0, 0.5, 2.0, 3.0, jnp.nan, jnp.inf]), 2.0)
-  np.testing.assert_allclose(got, [1.0, 0.75, 0.0, 0.0, 0.0, 0.0])
-  assert float(rewards.loss_reward(1.0, 0.0)) == 0.0
-  assert float(rewards.loss_reward(1.0, jnp.nan)) == 0.0
-  batched = jax.jit(jax.vmap(rewards.loss_reward))(
-      jnp.array([1.0, 1.0]), jnp.array([2.0, 4.0]))
-  np.testing.assert_allclose(batched, [0.5, 0.75])
-
-
-def test_loss_curve_reward():
-  losses = jnp.array([4.0, 2.0, 1.0, 1.0])
-  assert float(rewards.loss_curve_reward(losses)) == 0.75
-  assert float(rewards.loss_curve_reward(losses, reduce="mean")) == 0.5
-  assert float(rewards.loss_curve_reward(losses.at[2].set(jnp.nan), reduce="mean")) == 0.0
-  assert float(rewards.loss_curve_reward(losses.at[-1].set(jnp.inf))) == 0.0
-  curves = jnp.stack([losses, losses.at[-1].set(jnp.nan)])
-  np.testing.assert_allclose(jax.vmap(rewards.loss_curve_reward)(curves), [0.75, 0.0])
-  with pytest.raises(ValueError, match="reduce must be"):
-    rewards.loss_curve_reward(losses, reduce="max")
-  with pytest.raises(ValueError, match="1-D"):
-    rewards.loss_curve_reward(jnp.ones((2, 2)))
-
-
-def test_accuracy_reward():
-  logits = jnp.array([[2.0, 1.0], [0.0, 3.0], [jnp.nan, 0.0], [1.0, jnp.inf]])
-  labels = jnp.array([0, 1, 1, 1])
-  assert float(rewards.accuracy_reward(logits, labels)) == 0.5
-  batched = jax.vmap(rewards.accuracy_reward, in_axes=(0, None))(
-      jnp.stack([logits, -logits]), labels)
-  np.testing.assert_allclose(batched, [0.5, 0.0])
+@pytest.mark.parametrize("module", [zoom_module, checkpoint_module])
+def test_docstring_examples(module):
+  result = doctest.testmod(
+      module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+  )
+  assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["zooming_search", "zooming_speed"])
-def test_benchmark_quick_runs(name, tmp_path, capsys):
-  module = importlib.import_module(f"benchmarks.{name}")
+def test_benchmark_quick_run(tmp_path, capsys):
+  module = importlib.import_module("benchmarks.vmapped_rounds")
   path = module.main(["--quick", "--out", str(tmp_path)])
-  assert path == tmp_path / f"{name}_quick.json"
+  assert path == tmp_path / "vmapped_rounds_quick.json"
   data = json.loads(path.read_text())
   assert "machine" in data
-  assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
-  if name == "zooming_search":
-    assert (tmp_path / f"{name}_quick.png").stat().st_size > 10_000
-    for result in data["results"].values():
-      for method in data["methods"]:
-        row = result["summary"][f"{method} @ 5"]
-        assert 0.0 <= row["best_mean"] <= 1.0
-        assert len(row["best"]) == data["seeds"]
-        assert row["cost"] <= 5 + 1e-9  # successive halving within the budget
-    assert data["targets"] and set(data["ranks"]) == set(data["methods"])
-    _check_common_random_numbers(data)
-    (tmp_path / f"{name}_quick.md").unlink()
-    module.main(["--quick", "--from-json", "--out", str(tmp_path)])  # no training
-    assert "Targets:" in (tmp_path / f"{name}_quick.md").read_text()
-  else:
-    assert data["layouts"][0]["ratio"]["median"] > 0
+  assert (tmp_path / "vmapped_rounds_quick.md").read_text().startswith("# ")
+  assert data["layouts"][0]["ratio"]["median"] > 0
   assert "wrote" in capsys.readouterr().out
 
 
-def _check_common_random_numbers(data):
-  """The first full-length pull of a rate in a search seed gets the same
-  reward in every method and budget (its training key depends on the rate,
-  not on when the method pulled it)."""
-  shared = 0
-  for result in data["results"].values():
-    first = {}
-    for run, pulls in result["pulls"].items():
-      seed = run.rsplit(" @ ", 1)[1]
-      seen = set()
-      for p in pulls:
-        rate = f"{p['learning_rate']:.8e}"
-        if p["fidelity"] != 1.0 or rate in seen:
-          continue
-        seen.add(rate)
-        key = (seed, rate)
-        if key in first:
-          shared += 1
-          assert p["reward"] == first[key], (run, rate)
-        first.setdefault(key, p["reward"])
-  assert shared > 0
+# Across processes: two local CPU processes match one with 8 devices.
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+  assert jax.device_count() == 8
+  single = tmp_path / "single.json"
+  zoom_multihost.main(["--rounds", "3", "--result", str(single)])
+
+  multi, checkpoint = tmp_path / "multi.json", tmp_path / "zoom.json"
+  env = dict(os.environ, PYTHONPATH=os.getcwd(), JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, zoom_multihost.__file__, "--launch", "2",
+       "--devices-per-process", "4", "--rounds", "3",
+       "--coordinator", f"localhost:{free_port()}",
+       "--result", str(multi), "--checkpoint", str(checkpoint)],
+      env=env, capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  for i in range(2):
+    assert f"process {i}/2: 4 local of 8 devices, 24 pulls" in proc.stdout
+  want = json.loads(single.read_text())
+  got = json.loads(multi.read_text())
+  assert got["history"] == want["history"]
+  assert json.loads(checkpoint.read_text())["search"] == got

@@ -16,7 +16,7 @@ Two ways of feeding the data:
 * per-arm: each arm shuffles with its own key inside `train_fn` and gathers
   its own batches (k separate narrow matmuls).
 
-Run: `python -m benchmarks zooming_speed [--quick] [--out DIR]`.
+Run: `python -m benchmarks vmapped_rounds [--quick] [--out DIR]`.
 """
 
 import os
@@ -191,7 +191,7 @@ def main(argv=None):
   ]
   markdown = "\n".join(md)
   print(markdown)
-  name = common.result_name("zooming_speed", quick)
+  name = common.result_name("vmapped_rounds", quick)
   path = common.write_results(
       name, dict(steps=steps, repeats=repeats, layouts=layouts, sweep=sweep,
                  sweep_batch=sweep_batch), markdown, out=args.out)
