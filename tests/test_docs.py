@@ -2,6 +2,7 @@
 the README's snippets run, its results block is the report's, its links land."""
 import doctest
 import inspect
+import json
 import pathlib
 import re
 
@@ -110,3 +111,22 @@ def test_readme_links_into_the_design_land_on_headings():
   assert links
   for link in links:
     assert link in anchors, f"README links to docs/design.md#{link}, no such heading"
+
+
+def test_report_adds_unlisted_sections_and_marks_stale_runs(tmp_path):
+  """A new experiment's Markdown gets its section; a stale run's rows are
+  marked until its JSON carries a later date."""
+  from benchmarks.lib import report  # pylint: disable=g-import-not-at-top
+  (tmp_path / "bad_batches.md").write_text("# Bad batches\n\nbody of the new section\n")
+  entry = report.STALE["california"]
+  label = "ExpTest w/ mom."
+  (tmp_path / "california.md").write_text(
+      f"# Table 3\n\n| optimizer | 1 x eta_max |\n|---|---|\n| {label} | 0.5 |\n")
+  (tmp_path / "california.json").write_text(json.dumps({"machine": {}}))
+  text = report.build(tmp_path)
+  assert "## Bad batches\n\nbody of the new section" in text
+  assert f"| {label} (stale) | 0.5 |" in text and entry.run in text
+  (tmp_path / "california.json").write_text(
+      json.dumps({"machine": {"date": "2099-01-01"}}))
+  text = report.build(tmp_path)
+  assert f"| {label} | 0.5 |" in text and "Stale rows" not in text

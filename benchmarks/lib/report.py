@@ -64,7 +64,8 @@ class Stale(NamedTuple):
   cost: str
 
 
-# Kept until the experiment is re-run; its rows are marked, not replaced.
+# Its rows are marked, not replaced, until the experiment is re-run (its JSON
+# then carries a later date; `stale`).
 STALE = {
     "california": Stale(
         run="2026-11-22",
@@ -75,6 +76,16 @@ STALE = {
         cost="about 20 minutes on two cores",
     ),
 }
+
+
+def stale(name: str, results: pathlib.Path = common.RESULTS) -> Stale | None:
+  """`STALE[name]` while `name`'s results are still those of `STALE[name].run`."""
+  entry = STALE.get(name)
+  path = results / f"{name}.json"
+  if entry is None or not path.exists():
+    return None
+  date = json.loads(path.read_text()).get("machine", {}).get("date")
+  return entry if date is None or date <= entry.run else None
 
 
 def _label(name: str) -> str:
@@ -150,9 +161,10 @@ def build(results: pathlib.Path = common.RESULTS) -> str:
   for name, title, md, js in _sections(results):
     body = _body(md.read_text())
     parts.append(f"## {title}")
-    if name in STALE:
-      parts += ["", _stale_note(name, STALE[name])]
-      body = _mark_stale_rows(body, STALE[name])
+    entry = stale(name, results)
+    if entry:
+      parts += ["", _stale_note(name, entry)]
+      body = _mark_stale_rows(body, entry)
     parts += ["", body, ""]
     png = md.with_suffix(".png")
     if png.exists():
@@ -195,27 +207,26 @@ def _best(cells, sign):
   return min(finite, key=lambda c: sign * c["mean"]) if finite else None
 
 
-def _california_cell(name, summary, notes):
+def _california_cell(name, summary, notes, entry):
   """Table 3's cell at eta_max; a stale one marked, and replaced by the
   library's current figure where a run has it (‡) or kept (†)."""
   cali = summary.get("california", {})
   cell = _fmt(cali.get(name, {}).get("1.0"), 4)
-  stale = STALE.get("california")
-  if not stale or name not in stale.rows:
+  if not entry or name not in entry.rows:
     return cell
   current = None
-  if stale.current:
-    experiment, task = stale.current
+  if entry.current:
+    experiment, task = entry.current
     current = summary.get(experiment, {}).get(task, {}).get(name)
   if current:
     notes.setdefault("‡", (
-        f"‡ from the `{stale.current[0]}` benchmark, the current library (final"
+        f"‡ from the `{entry.current[0]}` benchmark, the current library (final"
         f" iterate, {current['n']} seeds; `benchmarks/RESULTS.md`,"
-        f" \"{dict(ORDER)[stale.current[0]]}\"): Table 3 ran on {stale.run},"
-        f" before {stale.change}."))
+        f" \"{dict(ORDER)[entry.current[0]]}\"): Table 3 ran on {entry.run},"
+        f" before {entry.change}."))
     return _fmt(current, 4) + " ‡"
-  notes.setdefault("†", f"† stale: Table 3 ran on {stale.run}, before"
-                        f" {stale.change}, and was not re-run ({stale.cost}).")
+  notes.setdefault("†", f"† stale: Table 3 ran on {entry.run}, before"
+                        f" {entry.change}, and was not re-run ({entry.cost}).")
   return cell + " †"
 
 
@@ -239,7 +250,7 @@ def readme_block(results: pathlib.Path = common.RESULTS) -> str:
         f"searched over {len(m)} rates" if grid else "none",
         _fmt(m.get("1.0"), 2),
         _fmt(_best(m, -1), 2) if grid else "",
-        _california_cell(name, summary, notes),
+        _california_cell(name, summary, notes, stale("california", results)),
         _fmt(_best(cali.get(name, {}), 1), 4) if grid else "",
     ])
   table = common.markdown_table(
