@@ -191,7 +191,9 @@ def decrease_ratio(
     >>> round(float(inner_rules.decrease_ratio(g, jnp.sign(g), jnp.float32)), 4)
     0.4
   """
-  dot = lambda a, b: optax.tree.vdot(optax.tree.cast(a, dtype),
-                                    optax.tree.cast(b, dtype))
+  # `sum(mul)` rather than `optax.tree.vdot`: vdot's tensordot rounds in
+  # another order, and `rho` must stay bit-identical to the elementwise sum.
+  dot = lambda a, b: optax.tree.sum(optax.tree.mul(optax.tree.cast(a, dtype),
+                                                   optax.tree.cast(b, dtype)))
   ratio = dot(grads, updates) / dot(grads, grads)
   return jnp.where(jnp.isfinite(ratio) & (ratio > 0), ratio, 1).astype(dtype)
