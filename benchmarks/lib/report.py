@@ -75,6 +75,15 @@ STALE = {
         current=("inner_rules", "california"),
         cost="about 20 minutes on two cores",
     ),
+    "batch_size": Stale(
+        run="2026-11-22",
+        change=("the collapse check and the inner rule of 2026-11-29"
+                " (`docs/design.md`, sections 3.6 and 4a)"),
+        rows=("exptest", "exptest_momentum"),
+        current=("inner_rules", "mnist"),
+        cost=("about 5 minutes on two idle cores; a re-run on 2026-12-06 on"
+              " cores shared with other jobs passed 10 minutes"),
+    ),
 }
 
 
