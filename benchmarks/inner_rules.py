@@ -13,12 +13,18 @@ scaling beside Adam's and momentum's rate grids, two rate-free peers and a
 hand-made Adam schedule, 3 epochs, batch 128, `--cnn-seeds` seeds.
 
 `--names` runs some of the inners of the MNIST and California tasks; the
-others' rows are kept from the task's previous results file.
+others' rows are kept from the task's previous results file when its settings
+were the same, each row with the date of its own run (printed under the
+table when the rows' dates differ).
+
+The best grid rate beside each row comes from Tables 1 and 3 (`summary.json`,
+sections `mnist_logreg`, `california` and `california_best_validation`).
 
 Run: `python -m benchmarks inner_rules [--task mnist|california|chain|chain_california|cnn|all]
 [--seeds N] [--epochs E] [--subset M] [--cnn-seeds N] [--names NAME ...]`.
 """
 
+import datetime
 import json
 import time
 
@@ -30,6 +36,11 @@ from benchmarks.lib import common, optimizers, problems, trainers
 from optax_exptest._src.decision import Decision
 
 NAMES = ["exptest_momentum", "exptest_adam", "exptest_nesterov", "exptest_rms"]
+
+
+def _today() -> str:
+  """The UTC date of a row's run, kept with the row (see `--names`)."""
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
 
 
 def _cuts(decisions):
@@ -70,7 +81,7 @@ def mnist(seeds, epochs, subset, names=NAMES):
     )
     acc = 100 * runs.accuracy[:, -1]
     out[name] = dict(accuracy=acc.tolist(), mean_std=common.mean_std(acc),
-                     seconds=runs.seconds,
+                     seconds=runs.seconds, date=_today(),
                      **_summary(runs.learning_rate, runs.decision, eta))
     print(name, out[name], flush=True)
   return out
@@ -89,7 +100,8 @@ def california(seeds, steps=10_000, names=NAMES):
     out[name] = dict(final_test=runs.final_test.tolist(),
                      mean_std=common.mean_std(runs.final_test),
                      best_val_test=runs.best_val_test.tolist(),
-                     cuts=_cuts(runs.decision).tolist(), seconds=runs.seconds)
+                     cuts=_cuts(runs.decision).tolist(), seconds=runs.seconds,
+                     date=_today())
     print(name, out[name], flush=True)
   return out
 
@@ -236,21 +248,55 @@ def _row(label, values, digits, grid_best):
   return f"| {label} | {m['mean']:.{digits}f} ± {m['std']:.{digits}f} | {cells} | {grid_best} |"
 
 
-_EXTRA_LABELS = {"exptest_nesterov": "ExpTest, inner=trace(0.9, nesterov=True)",
-                 "exptest_rms": "ExpTest, inner=scale_by_rms() (decay 0.9)"}
+# Each inner's row, and the grid of the same update in Tables 1 and 3.
+ROWS = {
+    "exptest_momentum": ("ExpTest, inner=trace(0.9)", "momentum", ""),
+    "exptest_adam": ("ExpTest, inner=scale_by_adam()", "adam", ""),
+    "exptest_nesterov": ("ExpTest, inner=trace(0.9, nesterov=True)", "momentum",
+                         " (heavy ball)"),
+    "exptest_rms": ("ExpTest, inner=scale_by_rms() (decay 0.9)", "rmsprop",
+                    " (decay 0.99)"),
+}
 
 
-def _extra_rows(task, key, digits, references):
-  """Rows for Nesterov and RMS scaling, where the task's results have them;
-  `references` maps each name to its grid's best rate."""
-  return [_row(_EXTRA_LABELS[name], task[name][key], digits, reference)
-          for name, reference in references.items() if name in task]
+def _grid_best(summary, table, name, digits, higher_is_better):
+  """`"<label> mean ± std at f x eta_max"`: the best cell of `name`'s grid in
+  section `table` of `summary.json`, or "" where it has none."""
+  cells = {f: c for f, c in summary.get(table, {}).get(name, {}).items()
+           if c["n"] and abs(c["mean"]) < 1e4}
+  if not cells:
+    return ""
+  sign = -1 if higher_is_better else 1
+  factor, c = min(cells.items(), key=lambda fc: sign * fc[1]["mean"])
+  return (f"{optimizers.OPTIMIZERS[name].label}{{}} {c['mean']:.{digits}f} ±"
+          f" {c['std']:.{digits}f} at {float(factor):g} x eta_max")
+
+
+def _rows(task, key, digits, summary, table, higher_is_better):
+  """The rows of the inners the task ran, each beside its grid's best."""
+  lines = []
+  for name, (label, grid, qualifier) in ROWS.items():
+    if name in task:
+      best = _grid_best(summary, table, grid, digits, higher_is_better)
+      lines.append(_row(label, task[name][key], digits, best.format(qualifier)))
+  return lines
+
+
+def _dates(task) -> list:
+  """A line naming each row's run date, when the rows come from several runs."""
+  dates = {ROWS[n][0]: task[n].get("date", "undated") for n in ROWS if n in task}
+  if len(set(dates.values())) <= 1:
+    return []
+  return ["Rows from separate runs (`--names`): "
+          + "; ".join(f"{label}: {d}" for label, d in dates.items()) + ".", ""]
 
 
 def markdown(out) -> str:
   """`results/inner_rules.md` from the JSON files of the tasks that ran."""
   load = lambda t: (json.loads((out / f"inner_rules_{t}.json").read_text())
                     if (out / f"inner_rules_{t}.json").exists() else None)
+  summary = (json.loads((out / "summary.json").read_text())
+             if (out / "summary.json").exists() else {})
   lines = ["# ExpTest with momentum and Adam inside", ""]
   m = load("mnist")
   if m:
@@ -262,47 +308,30 @@ def markdown(out) -> str:
         " final rate in units of eta_max.", "",
         "| optimizer | mean ± std | per seed | best grid rate of the same update (Table 1) |",
         "|---|---|---|---|",
-        _row("ExpTest, inner=trace(0.9)", m["exptest_momentum"]["accuracy"], 2,
-             "SGD w/ mom. 91.98 ± 0.10 at 0.01 x eta_max"),
-        _row("ExpTest, inner=scale_by_adam()", m["exptest_adam"]["accuracy"], 2,
-             "Adam 92.40 ± 0.07 at 0.01 x eta_max"),
-        *_extra_rows(m, "accuracy", 2, {
-            "exptest_nesterov": "SGD w/ mom. (heavy ball) 91.98 ± 0.10 at 0.01 x eta_max",
-            "exptest_rms": "RMSprop (decay 0.99) 92.41 ± 0.15 at 0.01 x eta_max"}),
+        *_rows(m, "accuracy", 2, summary, "mnist_logreg", True),
         "",
+        *_dates(m),
         "Final rates / eta_max: momentum "
         + ", ".join(f"{r:.4f}" for r in m["exptest_momentum"]["final_rate_over_eta_max"])
         + "; Adam " + ", ".join(f"{r:.4f}" for r in m["exptest_adam"]["final_rate_over_eta_max"])
-        + ". Before the rule (same table): momentum 91.87 ± 0.15, Adam 90.27 ± 0.50.", "",
+        + ".", "",
     ]
-    old = m.get("superseded_exptest_adam_displacement_match")
-    if old:
-      lines[-3:-3] = [_row("  (Adam, superseded: displacement match)", old["accuracy"], 2, "")]
   c = load("california")
   if c:
     c = c["california"]
+    best_val = _grid_best(summary, "california_best_validation", "adam", 4, False)
     lines += [
-        "California housing (Table 3's setting: 8-32-32-1 MLP, full batch, 10000"
-        " steps), test MSE of the final iterate per seed 0..9.", "",
-        "| optimizer | mean ± std | per seed | best grid rate of the same update (Table 3, 5 seeds) |",
+        "California housing (Table 3's setting: 8-32-32-1 MLP, full batch,"
+        f" {c['steps']} steps), test MSE of the final iterate per seed"
+        f" 0..{len(c['exptest_momentum']['final_test']) - 1}; the grids' best"
+        " rates are Table 3's.", "",
+        "| optimizer | mean ± std | per seed | best grid rate of the same update (Table 3) |",
         "|---|---|---|---|",
-        _row("ExpTest, inner=trace(0.9)", c["exptest_momentum"]["final_test"], 4,
-             "SGD w/ mom. 0.2728 ± 0.0059 at 0.01 x eta_max"),
-        _row("ExpTest, inner=scale_by_adam()", c["exptest_adam"]["final_test"], 4,
-             "Adam 0.2867 ± 0.0102 at 0.001 x eta_max"),
-        _row("  (best-validation checkpoint)", c["exptest_adam"]["best_val_test"], 4,
-             "Adam 0.2716 ± 0.0120 at 0.1 x eta_max"),
-        *_extra_rows(c, "final_test", 4, {
-            "exptest_nesterov": "SGD w/ mom. (heavy ball) 0.2728 ± 0.0059 at 0.01 x eta_max",
-            "exptest_rms": "RMSprop (decay 0.99) 0.2809 ± 0.0070 at 0.001 x eta_max"}),
-    ]
-    old = c.get("superseded_exptest_adam_displacement_match")
-    if old:
-      lines.append(_row("  (Adam, superseded: displacement match)", old["final_test"], 4, ""))
-    lines += [
+        *_rows(c, "final_test", 4, summary, "california", False),
+        _row("  (ExpTest, inner=scale_by_adam(), best-validation checkpoint)",
+             c["exptest_adam"]["best_val_test"], 4, best_val.format("")),
         "",
-        "Before the rule (same table, 5 seeds): momentum 0.5101 ± 0.4031 (seeds"
-        " collapsing to the constant predictor, 1.3106), Adam 0.2948 ± 0.0142.", "",
+        *_dates(c),
     ]
   ch = load("chain")
   if ch:

@@ -1,7 +1,12 @@
-"""Every public symbol is documented with an example, and the examples run."""
+"""Every public symbol is documented with an example, and the examples run;
+the README's snippets run, its results block is the report's, its links land."""
 import doctest
 import inspect
+import json
+import pathlib
+import re
 
+import jax.numpy as jnp
 import pytest
 
 import optax_exptest
@@ -50,3 +55,78 @@ def test_docstring_examples_run(module_name, name):
     ran += result.attempted
     assert result.failed == 0, f"{module_name}.{name}: {result.failed} example(s) failed"
   assert ran > 0
+
+
+# The README: its snippets run, its results block is the report's, and its
+# links into the design land on a heading.
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def test_readme_has_snippets():
+  # Three: momentum, Flax, zooming. A fence that stops matching fails here.
+  assert len(SNIPPETS) == 3, [s.splitlines()[0] for s in SNIPPETS]
+
+
+@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+def test_readme_snippet_runs(index, tmp_path, monkeypatch):
+  code = SNIPPETS[index]
+  if "from flax" in code:
+    pytest.importorskip("flax")
+  monkeypatch.chdir(tmp_path)  # a snippet may write files
+  namespace = {}
+  exec(compile(code, f"README.md snippet {index}", "exec"), namespace)  # pylint: disable=exec-used
+  # Each snippet ends with a trained result a reader would look at.
+  if "opt_state" in namespace:
+    summary = optax_exptest.exptest_summary(namespace["opt_state"])
+    assert summary["num_cuts"] >= 0 and summary["learning_rate"] > 0
+    assert float(namespace["loss_fn"](namespace["params"], namespace["x"],
+                                      namespace["y"])) < 1e-2
+  if "optimizer" in namespace:
+    assert float(namespace["loss"]) < 0.5 * float(jnp.var(namespace["y"]))
+  if "search" in namespace:
+    assert 1e-3 <= namespace["best_rate"] <= 1.0
+    assert 0.0 <= namespace["best_reward"] <= 1.0
+
+
+def test_readme_results_block_is_the_reports():
+  """Rebuild it with `python -m benchmarks report` after changing the JSON."""
+  from benchmarks.lib import report  # pylint: disable=g-import-not-at-top
+  assert report.readme_results(README) == report.readme_block().strip(), (
+      "README.md's results block is out of date with benchmarks/results/:"
+      " run `python -m benchmarks report`"
+  )
+
+
+def _github_anchor(heading: str) -> str:
+  text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+  return text.replace(" ", "-")
+
+
+def test_readme_links_into_the_design_land_on_headings():
+  design = (ROOT / "docs" / "design.md").read_text()
+  anchors = {_github_anchor(h) for h in re.findall(r"^#+ (.*)$", design, re.M)}
+  links = re.findall(r"docs/design\.md#([\w\-]+)", README)
+  assert links
+  for link in links:
+    assert link in anchors, f"README links to docs/design.md#{link}, no such heading"
+
+
+def test_report_adds_unlisted_sections_and_marks_stale_runs(tmp_path):
+  """A new experiment's Markdown gets its section; a stale run's rows are
+  marked until its JSON carries a later date."""
+  from benchmarks.lib import report  # pylint: disable=g-import-not-at-top
+  (tmp_path / "bad_batches.md").write_text("# Bad batches\n\nbody of the new section\n")
+  entry = report.STALE["california"]
+  label = "ExpTest w/ mom."
+  (tmp_path / "california.md").write_text(
+      f"# Table 3\n\n| optimizer | 1 x eta_max |\n|---|---|\n| {label} | 0.5 |\n")
+  (tmp_path / "california.json").write_text(json.dumps({"machine": {}}))
+  text = report.build(tmp_path)
+  assert "## Bad batches\n\nbody of the new section" in text
+  assert f"| {label} (stale) | 0.5 |" in text and entry.run in text
+  (tmp_path / "california.json").write_text(
+      json.dumps({"machine": {"date": "2099-01-01"}}))
+  text = report.build(tmp_path)
+  assert f"| {label} | 0.5 |" in text and "Stale rows" not in text

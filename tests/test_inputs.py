@@ -57,12 +57,13 @@ def test_loss_at_or_below_zero_keeps_a_window_and_a_rate(offset):
   assert int(state.window.length) > 4
   assert int(state.num_cuts) <= 8 and float(state.learning_rate) > 1e-3
   if offset < 0:
-    # It converges and tunes: the scale |L0| gives the window a length.
+    # It converges and tunes: the scale, the first loss's distance to the
+    # floor |L0 - loss_floor|, gives the window a length.
     assert int(state.phase) == Phase.TUNING
     minimum = least_squares_minimum(loss, params) + offset - loss(params)
     assert float(np.asarray(records[0])[-1]) - minimum < 1e-4
-  # The divergence guard stays on, measured from |L0| (or, for L0 = 0, from
-  # the scale whose first window is 4 losses: window.loss_scale).
+  # The divergence guard stays on, measured from that scale (at least L_min,
+  # the scale of a first window of 4 losses, when L0 = 0: `window.py`).
   _, state, records = train(
       tx, shifted, params, 50, value_fn=lambda i, v: jnp.where(i == 40, 1e5, v)
   )

@@ -1,6 +1,7 @@
 """Shared plumbing of the benchmarks: timing, result files, Markdown tables."""
 
 import argparse
+import datetime
 import json
 import pathlib
 import platform
@@ -15,8 +16,10 @@ RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 
 
 def machine() -> dict[str, Any]:
-  """What the numbers were measured on."""
+  """What the numbers were measured on, and when (the UTC date: the report
+  tells a run that predates a change of the library by it)."""
   return dict(
+      date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
       platform=platform.platform(),
       python=platform.python_version(),
       jax=jax.__version__,

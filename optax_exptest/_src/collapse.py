@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 # Fewer than this fraction of the first step's live gradient entries.
 COLLAPSE_FRACTION = 0.01
@@ -59,15 +60,14 @@ def live_entries(tree: Any, dtype: jnp.dtype) -> jax.Array:
     ...                             jnp.float32))
     3.0
   """
-  leaves = [jnp.abs(x.astype(dtype)) for x in jax.tree.leaves(tree)]
-  if not leaves:
+  magnitudes = jax.tree.map(jnp.abs, optax.tree.cast(tree, dtype))
+  if not jax.tree.leaves(magnitudes):
     return jnp.zeros((), dtype)
-  largest = jnp.max(jnp.stack([jnp.max(x) for x in leaves]))
-  threshold = jnp.finfo(dtype).eps * largest
-  return sum(
-      (jnp.sum(x > threshold).astype(dtype) for x in leaves),
-      start=jnp.zeros((), dtype),
-  )
+  threshold = jnp.finfo(dtype).eps * optax.tree.max(magnitudes)
+  # Counted per leaf as integers, then summed in `dtype`: a float count of
+  # ones stops being exact past 2**24 entries in float32.
+  return optax.tree.sum(jax.tree.map(
+      lambda x: jnp.sum(x > threshold).astype(dtype), magnitudes))
 
 
 def has_collapsed(

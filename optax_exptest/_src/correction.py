@@ -10,7 +10,7 @@ gradients walk over the length of their net displacement (`c_w >= 1` by the
 triangle inequality, 1 for a straight path).
 
 This module keeps the two sums. The window decides when they are measured
-(`test_window.WindowState.measuring`) and when measuring ends.
+(`window.WindowState.measuring`) and when measuring ends.
 """
 
 from typing import Any, NamedTuple
@@ -45,20 +45,16 @@ def init(params: optax.Params, dtype: jnp.dtype) -> CorrectionState:
 def sum_of_squares(tree: Any, dtype: jnp.dtype) -> jax.Array:
   """The sum of the squares of every entry of `tree`, accumulated in `dtype`
   (may overflow to inf for finite entries: `norm` handles that)."""
-  return sum(
-      (jnp.sum(jnp.square(x.astype(dtype))) for x in jax.tree.leaves(tree)),
-      start=jnp.zeros((), dtype),
-  )
+  # `astype`: an empty tree's sum is optax's integer 0.
+  return optax.tree.norm(optax.tree.cast(tree, dtype), squared=True).astype(dtype)
 
 
 def _rescaled_norm(tree: Any, dtype: jnp.dtype) -> jax.Array:
   """`||tree||` without overflow: the entries are divided by the largest."""
-  leaves = [x.astype(dtype) for x in jax.tree.leaves(tree)]
-  largest = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in leaves]))
+  tree = optax.tree.cast(tree, dtype)
+  largest = optax.tree.norm(tree, ord="inf")
   scale = jnp.where(largest > 0, largest, 1)
-  return largest * jnp.sqrt(
-      sum((jnp.sum(jnp.square(x / scale)) for x in leaves), start=jnp.zeros((), dtype))
-  )
+  return largest * optax.tree.norm(jax.tree.map(lambda x: x / scale, tree))
 
 
 def norm(tree: Any, dtype: jnp.dtype) -> jax.Array:

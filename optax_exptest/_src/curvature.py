@@ -66,8 +66,8 @@ def lr_upper_bound_from_model(
     may have negative eigenvalues away from a minimum; Lanczos finds the
     largest one, not the largest in magnitude (which power iteration
     would), and negative curvature sets no limit on the rate. Each product
-    is a forward-over-reverse pass (about 1.6 training steps on the Flax
-    CNN, 3 on the full-batch California MLP).
+    is a forward-over-reverse pass (one to a few training steps' cost;
+    measured in ``docs/design.md``, section 5).
   - ``"gauss_newton"`` (needs ``model_fn``): the generalised Gauss-Newton
     matrix ``G = J^T H_out J``, with ``J`` the Jacobian of
     ``outputs = model_fn(params, batch)`` and ``H_out`` the Hessian of
@@ -75,13 +75,11 @@ def lr_upper_bound_from_model(
     semi-definite for a loss convex in the outputs (cross-entropy on
     logits, squared error), whatever the model, equals the Hessian where
     the model is linear in its parameters, and its products are cheaper
-    (one linearised forward and one transposed pass: about 0.9 training
-    steps on the CNN, 1.6 on California). It leaves out the Hessian's term
-    in the residuals, which is large where the initial predictions are far
-    from the targets: on the California housing MLP the Hessian's top
-    eigenvalue is 1.9x the Gauss-Newton's, and the Gauss-Newton bound 5x
-    the best rate of a grid. On the classifiers measured (MNIST logistic
-    regression, the CNN, a model on tokens) the two differ by 0-7%.
+    (one linearised forward and one transposed pass). It leaves out the
+    Hessian's term in the residuals, which is large where the initial
+    predictions are far from the targets (a regression started far from
+    its targets), so there it gives a larger bound than the Hessian's; on
+    classifiers the two nearly agree (``docs/design.md``, section 5).
 
   With ``model_fn``, ``loss_fn(outputs, batch)`` is the loss of the outputs;
   without it, ``loss_fn(params, batch)`` is the whole loss. Either returns a
@@ -93,11 +91,11 @@ def lr_upper_bound_from_model(
   curvature, not this one). The curvature is taken at ``params`` only:
   training can sharpen it later (deep networks), or flatten it (logistic
   regression as predictions sharpen), and it is a *stability* bound: the
-  rate that trains best is below it (a factor 1.9 to 3.0 on MNIST logistic
-  regression, the California MLP and a model on tokens in
-  ``benchmarks/RESULTS.md``), and deep
-  networks can train above it (a CNN's large-rate, "catapult" phase), so it
-  is a starting rate to search down from, not the answer. Lanczos' estimate of ``lambda_max`` is
+  rate that trains best is usually below it, and deep networks can train
+  above it (a CNN's large-rate, "catapult" phase), so it is a starting rate
+  to search down from, not the answer (measured against grids in
+  ``benchmarks/RESULTS.md``, "The model-based bound against the best grid
+  rate"). Lanczos' estimate of ``lambda_max`` is
   a Ritz value, never above the true one up to rounding, so with too few
   iterations the bound errs high.
 
@@ -126,9 +124,9 @@ def lr_upper_bound_from_model(
   compiled program, so the cost grows linearly with their number and one
   batch's activations are in memory at a time. One batch of the training
   batch size is enough for a starting rate: between batches ``lambda_max``
-  varies by 5-10% (MNIST logistic regression, the CNN, the model on
-  tokens), far less than the bound's distance from the best rate; each
-  further batch averages that spread down at the same cost again.
+  varies far less than the bound's distance from the best rate
+  (``docs/design.md``, section 5); each further batch averages that spread
+  down at the same cost again.
 
   With Flax nnx, split the model and merge it in ``model_fn``::
 
@@ -148,12 +146,11 @@ def lr_upper_bound_from_model(
       logits) on the batch; needed for ``curvature="gauss_newton"``.
     curvature: ``"hessian"`` (the default) or ``"gauss_newton"``, above.
     average: ``"eigenvalues"`` or ``"curvature"``, above.
-    num_iterations: Lanczos steps (curvature products per batch). 8 gives
-      ``lambda_max`` within 2% of 20 steps' where the top eigenvalue stands
-      apart, as it does in the benchmarks' models (the Hessian: MNIST
-      logistic regression 0.8%, the California MLP 0.2%, a model on tokens
-      1.5%; the bound errs high by as much). The steps are unrolled in the
-      compiled program, so its compilation time grows with them.
+    num_iterations: Lanczos steps (curvature products per batch). The
+      default 8 is enough where the top eigenvalue stands apart, as it does
+      in the benchmarks' models (``docs/design.md``, section 5); too few
+      steps make the bound err high. The steps are unrolled in the compiled
+      program, so its compilation time grows with them.
     seed: an int or a ``jax.random`` key, for the random start vector.
 
   Returns:
@@ -410,8 +407,8 @@ def _lanczos_top_eigenvalue(matvec, start, num_iterations):
 
   carry = (basis, jnp.zeros(steps, dtype), jnp.zeros(steps, dtype))
   # Unrolled: XLA:CPU runs convolutions inside a while loop's body tens of
-  # times slower than outside (measured 12 s against 0.36 s a product for
-  # the Flax MNIST CNN); a few unrolled products compile in seconds.
+  # times slower than outside (`docs/design.md`, section 7); a few unrolled
+  # products compile in seconds.
   for j in range(steps):
     carry = body(j, carry)
   _, alphas, betas = carry

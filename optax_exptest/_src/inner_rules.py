@@ -67,7 +67,7 @@ class InnerRule(NamedTuple):
     kind: `"plain"` (no inner), `"linear"`, `"normalizing"` or `"unknown"`.
     gain: `rho` for linear inners (their DC gain), 1 otherwise.
     measures_ratio: whether `rho` is measured at the first finite loss as
-      `||u|| / ||g||` (normalizing inners).
+      `<g, u> / <g, g>` (normalizing inners; `decrease_ratio`).
 
   Examples:
     >>> import optax
@@ -191,10 +191,9 @@ def decrease_ratio(
     >>> round(float(inner_rules.decrease_ratio(g, jnp.sign(g), jnp.float32)), 4)
     0.4
   """
-  dot = lambda a, b: sum(
-      (jnp.sum(x.astype(dtype) * y.astype(dtype))
-       for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))),
-      start=jnp.zeros((), dtype),
-  )
+  # `sum(mul)` rather than `optax.tree.vdot`: vdot's tensordot rounds in
+  # another order, and `rho` must stay bit-identical to the elementwise sum.
+  dot = lambda a, b: optax.tree.sum(optax.tree.mul(optax.tree.cast(a, dtype),
+                                                   optax.tree.cast(b, dtype)))
   ratio = dot(grads, updates) / dot(grads, grads)
   return jnp.where(jnp.isfinite(ratio) & (ratio > 0), ratio, 1).astype(dtype)
