@@ -768,8 +768,8 @@ def exptest(
   change; after a passed test the next window keeps the same length.
 
   Faults and divergence. A step with a non-finite loss, gradient or inner
-  update, or a loss with `loss - loss_floor > divergence_factor * L0`, is a
-  fault. A fault is skipped: a zero update that leaves the window, the
+  update, a loss with `loss - loss_floor > divergence_factor * L0`, or a
+  gradient norm above `divergence_factor` times the first one, is a fault. A fault is skipped: a zero update that leaves the window, the
   correction's sums, the rate and `inner`'s state as they were (counted in
   `num_skipped`), so one corrupt batch costs one step. Since a skipped step
   leaves the parameters where they were, `divergence_patience` faults in a
@@ -840,8 +840,10 @@ def exptest(
     reset: on a failed search, return to the initial parameters (the paper's
       Algorithm 1).
     divergence_factor: a loss with `loss - loss_floor` above
-      `divergence_factor * L0` is a fault; `None` leaves such losses in the
-      window, whose test then fails, as the authors' code does.
+      `divergence_factor * L0`, or a gradient whose norm is above
+      `divergence_factor` times the first finite loss's, is a fault; `None`
+      leaves such steps in the window, whose test then fails, as the
+      authors' code does.
     divergence_patience: the faults in a row that confirm a divergence (a
       static int, at least 1); 1 treats every fault as a divergence.
     anchor: where a confirmed divergence in the tuning phase returns, with
