@@ -555,7 +555,8 @@ class ChunkedRun(NamedTuple):
 
 
 def train_in_chunks(step: Callable, evaluate: Callable, carry: Any, *,
-                    steps: int, eval_every: int, shared: Any = ()) -> ChunkedRun:
+                    steps: int, eval_every: int, shared: Any = (),
+                    compiled: dict | None = None) -> ChunkedRun:
   """Runs `step` `steps` times, `evaluate`-ing after every `eval_every`.
 
   One compiled program runs a chunk: `eval_every` steps in a `lax.scan`,
@@ -574,6 +575,9 @@ def train_in_chunks(step: Callable, evaluate: Callable, carry: Any, *,
     shared: the data (and anything else every chunk reads), an argument of
       the compiled chunk rather than a constant closed over, which XLA would
       embed in the program (see `compile_arms`).
+    compiled: a dict the compiled chunks are kept in, by length: pass the
+      same one to runs of the same `step`, `evaluate` and shapes (the seeds
+      of one configuration) to compile them once.
 
   Returns:
     `ChunkedRun`.
@@ -584,7 +588,7 @@ def train_in_chunks(step: Callable, evaluate: Callable, carry: Any, *,
         lambda c, i: step(c, i, shared), carry, first + jnp.arange(length))
     return carry, records, evaluate(carry, shared)
 
-  compiled = {}
+  compiled = {} if compiled is None else compiled
   records, evals, eval_steps, seconds = [], [], [], []
   start = time.perf_counter()
   compile_seconds = 0.0
