@@ -116,6 +116,8 @@ def test_quick_run_writes_results(name, tmp_path):
       assert task["products"] >= 1 and task["bound_seconds"] > 0
 
 
+# About 15 s on an idle two-core machine: compiling ExpTest and the bound.
+@pytest.mark.slow
 def test_algoperf_mnist_quick_run(tmp_path):
   from benchmarks import algoperf_mnist
   _, record = run_quick("algoperf_mnist", tmp_path)
@@ -134,6 +136,8 @@ def test_algoperf_mnist_quick_run(tmp_path):
   assert "| ExpTest, inner sgd, from lr_upper_bound | 64 |" in table
 
 
+# About 15 s on an idle two-core machine: compiling ExpTest and the bound.
+@pytest.mark.slow
 def test_char_gpt_quick_run(tmp_path):
   import math
   _, record = run_quick("char_gpt", tmp_path)
