@@ -116,7 +116,8 @@ def test_quick_run_writes_results(name, tmp_path):
       assert task["products"] >= 1 and task["bound_seconds"] > 0
 
 
-# About 15 s on an idle two-core machine: compiling ExpTest and the bound.
+# About 25 s of CPU (100-160 s wall at load 20), most of it compiling ExpTest
+# and the model bound.
 @pytest.mark.slow
 def test_algoperf_mnist_quick_run(tmp_path):
   from benchmarks import algoperf_mnist
@@ -136,7 +137,8 @@ def test_algoperf_mnist_quick_run(tmp_path):
   assert "| ExpTest, inner sgd, from lr_upper_bound | 64 |" in table
 
 
-# About 15 s on an idle two-core machine: compiling ExpTest and the bound.
+# About 25 s of CPU (100-160 s wall at load 20), most of it compiling ExpTest
+# and the model bound.
 @pytest.mark.slow
 def test_char_gpt_quick_run(tmp_path):
   import math
