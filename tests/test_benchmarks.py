@@ -15,13 +15,16 @@ EXPERIMENTS = [
     "mnist_logreg", "alpha_beta", "batch_size", "california", "cifar10",
     "demo_seeds", "curvature_bound",
 ]
+# Their quick runs have tests of their own below (each once).
+NETWORK_EXPERIMENTS = ["algoperf_mnist", "char_gpt"]
 # In tests/test_speed_benchmarks.py, so that pytest-xdist's `loadfile` runs
 # them beside these.
 SPEED_EXPERIMENTS = ["step_time", "gpu_suite"]
 
 
 def test_runner_lists_the_experiments():
-  assert set(EXPERIMENTS + SPEED_EXPERIMENTS) <= set(runner.experiments())
+  assert set(EXPERIMENTS + SPEED_EXPERIMENTS + NETWORK_EXPERIMENTS) <= set(
+      runner.experiments())
   for library in ("lib", "common", "problems", "trainers", "plots", "report"):
     assert library not in runner.experiments()
   assert runner.COMMANDS == {"report": "benchmarks.lib.report"}
@@ -111,6 +114,48 @@ def test_quick_run_writes_results(name, tmp_path):
     for task in result.values():
       assert 0 < task["model_bound"] < 10 and task["best_rate"] in task["rates"]
       assert task["products"] >= 1 and task["bound_seconds"] > 0
+
+
+# About 25 s of CPU (100-160 s wall at load 20), most of it compiling ExpTest
+# and the model bound.
+@pytest.mark.slow
+def test_algoperf_mnist_quick_run(tmp_path):
+  from benchmarks import algoperf_mnist
+  _, record = run_quick("algoperf_mnist", tmp_path)
+  assert set(record["runs"]) == {"exptest_sgd_lr_upper_bound", "schedule_free_adamw"}
+  assert 0 < record["eta_x"] < record["eta_model"] < 10
+  exptest = record["runs"]["exptest_sgd_lr_upper_bound"]
+  assert exptest["start_rate"] == record["eta_x"]
+  for run in record["runs"].values():
+    # 2048 images, one epoch: above chance, and no run reaches the target.
+    assert all(0.3 < a <= 1 for a in run["final_accuracy"])
+    assert all(np.isnan(s) or s > 0 for s in run["steps_to_target"])
+  largest, final = exptest["largest_rate"][0], exptest["final_rate"][0]
+  assert final <= largest and largest >= record["eta_x"] * (1 - 1e-6)
+  assert (tmp_path / "algoperf_mnist_quick.png").stat().st_size > 10_000
+  table = algoperf_mnist.markdown(record)
+  assert "| ExpTest, inner sgd, from lr_upper_bound | 64 |" in table
+
+
+# About 25 s of CPU (100-160 s wall at load 20), most of it compiling ExpTest
+# and the model bound.
+@pytest.mark.slow
+def test_char_gpt_quick_run(tmp_path):
+  import math
+  _, record = run_quick("char_gpt", tmp_path)
+  run = record["runs"]["exptest_adamw"]
+  # Ten steps from the uniform prediction's ln(65) nats per character.
+  assert all(2.0 < v < math.log(65) + 0.5 for v in run["final_val_loss"])
+  assert 0 < run["final_rate"][0] <= run["largest_rate"][0]
+  assert record["eta_model"] > 0 and record["steps"] == 10
+
+
+def test_char_gpt_data_split_and_vocabulary():
+  from benchmarks import char_gpt
+  train, val, vocab = char_gpt.load()
+  assert vocab == 65 and len(train) == int(0.9 * 1_115_394)
+  assert len(train) + len(val) == 1_115_394
+  assert train.min() == 0 and max(train.max(), val.max()) == vocab - 1
 
 
 def test_report_assembles_the_committed_results(tmp_path):

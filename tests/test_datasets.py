@@ -16,6 +16,7 @@ from optax_exptest._src.datasets import CHECKSUMS
 from optax_exptest._src.datasets import load_california_housing
 from optax_exptest._src.datasets import load_mnist
 from optax_exptest._src.datasets import load_tfds
+from optax_exptest._src.datasets import load_tiny_shakespeare
 from optax_exptest._src.datasets import read_idx
 from optax_exptest._src.datasets import to_numpy
 from optax_exptest._src.datasets import verify_checksums
@@ -99,7 +100,7 @@ def test_read_idx_rejects_bad_files(tmp_path, data, match):
 
 def test_shipped_files_match_their_checksums():
   assert verify_checksums(DATA_DIR) == dict(CHECKSUMS)
-  assert len(CHECKSUMS) == 6
+  assert len(CHECKSUMS) == 7
 
 
 def test_verify_checksums_reports_mismatches(tmp_path):
@@ -108,6 +109,18 @@ def test_verify_checksums_reports_mismatches(tmp_path):
     (tmp_path / rel).write_bytes(b"not the data")
   with pytest.raises(ValueError, match="Checksum mismatch.*cal_housing.domain"):
     verify_checksums(tmp_path)
+
+
+def test_tiny_shakespeare_loads_and_checks_its_checksum(tmp_path):
+  text = load_tiny_shakespeare(DATA_DIR)
+  assert len(text) == 1_115_394 and len(set(text)) == 65
+  assert text.startswith("First Citizen:")
+  (tmp_path / "tinyshakespeare").mkdir()
+  (tmp_path / "tinyshakespeare" / "input.txt").write_text(text[:-1])
+  with pytest.raises(ValueError, match="Checksum mismatch.*input.txt"):
+    load_tiny_shakespeare(tmp_path)
+  with pytest.raises(FileNotFoundError, match="tinyshakespeare/input.txt"):
+    load_tiny_shakespeare(tmp_path / "nowhere")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import threading
 
 import jax
 import numpy as np
+import pytest
 
 from benchmarks.lib import problems, trainers
 
@@ -52,3 +53,55 @@ def test_seeds_one_after_another_with_evaluation_after_equal_the_vmapped_runs():
   np.testing.assert_allclose(mapped.accuracy, vmapped.accuracy, atol=0.011)
   assert np.all(np.diff(vmapped.accuracy[1]) > -0.2) and vmapped.accuracy[1, -1] > 0.5
   assert mapped.seconds > 0
+
+
+def test_train_in_chunks_runs_every_step_once_and_evaluates_after_each_chunk():
+  import jax.numpy as jnp
+
+  # The carry sums the step indices times a shared factor: any step run twice,
+  # skipped or given the wrong index changes the sum.
+  step = lambda carry, i, shared: (carry + shared * i, i)
+  evaluate = lambda carry, shared: carry / shared
+  compiled = {}
+  run = trainers.train_in_chunks(step, evaluate, jnp.float32(0), steps=25,
+                                 eval_every=10, shared=jnp.float32(2.0),
+                                 compiled=compiled)
+  np.testing.assert_array_equal(run.records, np.arange(25))
+  np.testing.assert_array_equal(run.eval_steps, [10, 20, 25])
+  # After k steps the carry is 2 * (0 + ... + k - 1).
+  np.testing.assert_allclose(run.evals, [45.0, 190.0, 300.0])
+  assert float(run.carry) == 600.0
+  assert np.all(np.diff(run.seconds) >= 0) and run.seconds[0] >= 0
+  assert sorted(compiled) == [5, 10]  # a full chunk and the shorter last one
+  # The same dict again: nothing new is compiled, the run is the same.
+  again = trainers.train_in_chunks(step, evaluate, jnp.float32(0), steps=25,
+                                   eval_every=10, shared=jnp.float32(2.0),
+                                   compiled=compiled)
+  assert sorted(compiled) == [5, 10]
+  np.testing.assert_allclose(again.evals, run.evals)
+
+
+def test_first_reaching():
+  at = np.array([100, 200, 300])
+  assert trainers.first_reaching([0.5, 0.97, 0.99], 0.97, at) == 200
+  assert np.isnan(trainers.first_reaching([0.5, 0.6, 0.7], 0.97, at))
+  assert trainers.first_reaching([3.0, 2.0, 1.0], 2.5, at, higher_is_better=False) == 200
+
+
+def test_build_exptest_chains_weight_decay_inside():
+  import jax.numpy as jnp
+  import optax_exptest
+  from benchmarks.lib import optimizers
+
+  params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+  grads = jax.tree.map(jnp.zeros_like, params)
+  mask = {"w": True, "b": False}
+  tx = optimizers.build_exptest(0.1, "momentum", weight_decay=0.5,
+                                weight_decay_mask=mask, sgd_correction=False)
+  updates, state = tx.update(grads, tx.init(params), params, value=1.0)
+  # Zero gradients: the update is the decay alone, masked, times the rate.
+  np.testing.assert_allclose(updates["w"], -0.1 * 0.5 * np.ones((2, 2)), rtol=1e-6)
+  np.testing.assert_array_equal(updates["b"], np.zeros(2))
+  assert optax_exptest.exptest_summary(state)["learning_rate"] == pytest.approx(0.1)
+  with pytest.raises(ValueError, match="inner must be one of"):
+    optimizers.build_exptest(0.1, "lion")

@@ -139,6 +139,15 @@ def parser(doc: str, *, seeds: int | None = 5) -> "argparse.ArgumentParser":
   return p
 
 
+def add_exptest_kwargs(p: "argparse.ArgumentParser") -> None:
+  """`--exptest-kwargs JSON`: keyword arguments of `optax_exptest.exptest`
+  for every ExpTest row (`optimizers.build_exptest`), so that a changed
+  algorithm's option reruns an experiment with one command line."""
+  p.add_argument("--exptest-kwargs", type=json.loads, default={},
+                 help='JSON keyword arguments of optax_exptest.exptest, e.g.'
+                 ' \'{"alpha": 0.05}\'')
+
+
 def result_name(experiment: str, quick: bool) -> str:
   """Quick runs write beside, never over, the full results."""
   return f"{experiment}_quick" if quick else experiment

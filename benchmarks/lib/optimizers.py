@@ -126,3 +126,40 @@ def eval_params(name: str, state, params):
   fn = OPTIMIZERS[name].eval_params
   return params if fn is None else fn(state, params)
 
+
+
+# ExpTest as the newer experiments build it: by the name of its inner update,
+# with keyword arguments a command line can pass through (`--exptest-kwargs`),
+# so that a changed algorithm reruns them with one line.
+EXPTEST_INNERS: dict[str, Optional[Callable[[], optax.GradientTransformation]]] = {
+    "sgd": None,
+    "momentum": lambda: optax.trace(decay=0.9),
+    "adam": optax.scale_by_adam,
+}
+
+
+def build_exptest(learning_rate, inner: str = "sgd", *, weight_decay: float = 0.0,
+                  weight_decay_mask=None, **kwargs) -> optax.GradientTransformationExtraArgs:
+  """`optax_exptest.exptest(learning_rate, inner=EXPTEST_INNERS[inner]())`.
+
+  Args:
+    learning_rate: ExpTest's starting rate (a bound, in gradient-descent
+      units).
+    inner: a key of `EXPTEST_INNERS`.
+    weight_decay: if positive, `optax.add_decayed_weights(weight_decay,
+      weight_decay_mask)` is chained after the inner update, inside ExpTest,
+      so that the decay is scaled by ExpTest's rate as AdamW's is by its own.
+    weight_decay_mask: the mask of `optax.add_decayed_weights`.
+    **kwargs: more arguments of `optax_exptest.exptest`.
+
+  Returns:
+    The transformation.
+  """
+  if inner not in EXPTEST_INNERS:
+    raise ValueError(f"inner must be one of {sorted(EXPTEST_INNERS)}, got {inner!r}")
+  make = EXPTEST_INNERS[inner]
+  parts = [make()] if make else []
+  if weight_decay:
+    parts.append(optax.add_decayed_weights(weight_decay, weight_decay_mask))
+  inner_tx = None if not parts else parts[0] if len(parts) == 1 else optax.chain(*parts)
+  return optax_exptest.exptest(learning_rate, inner=inner_tx, **kwargs)

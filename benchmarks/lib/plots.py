@@ -102,3 +102,54 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def decision_panels(runs, path: pathlib.Path, *, smooth: int, title: str = "",
+                    ylabel: str = "training loss", logy: bool = False,
+                    cols: int = 3):
+  """One panel per ExpTest run: its loss, its rate and its decisions.
+
+  Args:
+    runs: a list of `{"label", "losses": (steps,), "rates": (steps,),
+      "decisions": (steps,)}`, one per panel.
+    path: the PNG to write.
+    smooth: moving-average window of the loss (steps).
+    title, ylabel: labels.
+    logy: log-scaled loss axis.
+    cols: panels per row.
+  """
+  plt = pyplot()
+  rows = -(-len(runs) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows),
+                           squeeze=False)
+  axes = axes.ravel()
+  seen = set()
+  for ax, run in zip(axes, runs):
+    losses = np.asarray(run["losses"], float)
+    y = common.moving_average(losses[None], smooth)[0]
+    ax.plot(np.arange(len(y)) + smooth, y, color="k", lw=1.2, label="loss")
+    mark_decisions(ax, np.asarray(run["decisions"]), seen)
+    twin = ax.twinx()  # The rate on its own (log) axis: it moves by factors.
+    twin.plot(np.arange(1, len(losses) + 1), np.asarray(run["rates"], float),
+              color="C0", lw=1.0, alpha=0.7)
+    twin.set_yscale("log")
+    twin.set_ylabel("ExpTest's rate", color="C0")
+    ax.set_title(run["label"], fontsize=9)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if logy:
+      ax.set_yscale("log")
+  for ax in axes[len(runs):]:
+    ax.axis("off")
+  handles, labels = [], []
+  for ax in axes[: len(runs)]:
+    for h, label in zip(*ax.get_legend_handles_labels()):
+      if label not in labels:
+        handles.append(h)
+        labels.append(label)
+  fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
+             frameon=False)
+  fig.suptitle(title)
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  fig.savefig(path, dpi=90)
+  plt.close(fig)

@@ -32,6 +32,8 @@ ORDER = [
     ("vmapped_rounds", "Zooming: vmapped rounds"),
     ("inner_rules", "ExpTest with momentum and Adam inside"),
     ("curvature_bound", "The model-based bound against the best grid rate"),
+    ("algoperf_mnist", "AlgoPerf MNIST: steps and seconds to 0.97"),
+    ("char_gpt", "Character GPT on tiny Shakespeare"),
     ("gpu_suite", "The accelerator suite"),
 ]
 

@@ -538,3 +538,86 @@ def train_california(
       final_test=test[:, -1], best_val_test=best_val_test,
       decision=np.asarray(decisions), seconds=seconds,
   )
+
+
+# ----------------------------------------------------------------------------
+# Long runs in compiled chunks: any model, evaluated every `eval_every` steps.
+
+
+class ChunkedRun(NamedTuple):
+  """Results of `train_in_chunks` (numpy arrays)."""
+
+  records: Any  # the step's records, each with a leading (steps,) axis
+  evals: Any  # the evaluation's metrics, each with a leading (evals,) axis
+  eval_steps: np.ndarray  # (evals,) steps done at each evaluation
+  seconds: np.ndarray  # (evals,) wall time since the start, compile excluded
+  carry: Any  # the final carry (parameters, optimizer state, ...)
+
+
+def train_in_chunks(step: Callable, evaluate: Callable, carry: Any, *,
+                    steps: int, eval_every: int, shared: Any = (),
+                    compiled: dict | None = None) -> ChunkedRun:
+  """Runs `step` `steps` times, `evaluate`-ing after every `eval_every`.
+
+  One compiled program runs a chunk: `eval_every` steps in a `lax.scan`,
+  then the evaluation, all on the device; the host only starts the next
+  chunk and reads the clock, so the wall time at each evaluation (for
+  time to a target) costs no round trip per step. The last chunk is shorter
+  when `eval_every` does not divide `steps` (a second compilation).
+
+  Args:
+    step: `(carry, step_index, shared) -> (carry, record)`, pure; it draws
+      its own batch from the index and `shared`.
+    evaluate: `(carry, shared) -> metrics` (a pytree of scalars), pure.
+    carry: the initial carry.
+    steps: the number of training steps.
+    eval_every: steps between evaluations.
+    shared: the data (and anything else every chunk reads), an argument of
+      the compiled chunk rather than a constant closed over, which XLA would
+      embed in the program (see `compile_arms`).
+    compiled: a dict the compiled chunks are kept in, by length: pass the
+      same one to runs of the same `step`, `evaluate` and shapes (the seeds
+      of one configuration) to compile them once.
+
+  Returns:
+    `ChunkedRun`.
+  """
+
+  def chunk(carry, first, shared, length):
+    carry, records = jax.lax.scan(
+        lambda c, i: step(c, i, shared), carry, first + jnp.arange(length))
+    return carry, records, evaluate(carry, shared)
+
+  compiled = {} if compiled is None else compiled
+  records, evals, eval_steps, seconds = [], [], [], []
+  start = time.perf_counter()
+  compile_seconds = 0.0
+  done = 0
+  while done < steps:
+    length = min(eval_every, steps - done)
+    if length not in compiled:
+      tic = time.perf_counter()
+      compiled[length] = jax.jit(functools.partial(chunk, length=length)).lower(
+          carry, jnp.int32(done), shared).compile()
+      compile_seconds += time.perf_counter() - tic
+    carry, chunk_records, metrics = jax.block_until_ready(
+        compiled[length](carry, jnp.int32(done), shared))
+    done += length
+    records.append(chunk_records)
+    evals.append(metrics)
+    eval_steps.append(done)
+    seconds.append(time.perf_counter() - start - compile_seconds)
+  concat = lambda *xs: np.concatenate([np.asarray(x) for x in xs])
+  stack = lambda *xs: np.stack([np.asarray(x) for x in xs])
+  return ChunkedRun(
+      records=jax.tree.map(concat, *records), evals=jax.tree.map(stack, *evals),
+      eval_steps=np.asarray(eval_steps), seconds=np.asarray(seconds),
+      carry=carry)
+
+
+def first_reaching(values: np.ndarray, target: float, at: np.ndarray,
+                   higher_is_better: bool = True) -> float:
+  """`at` of the first value reaching `target` (nan if none does)."""
+  values = np.asarray(values, float)
+  hit = values >= target if higher_is_better else values <= target
+  return float(at[np.argmax(hit)]) if hit.any() else float("nan")

@@ -49,6 +49,9 @@ CHECKSUMS: Mapping[str, str] = {
     "california_housing/cal_housing.domain": (
         "77bbf1a52da62d3089a9a491fabfb44a605e2f97d3096cac2afb5ea9c2f648b0"
     ),
+    "tinyshakespeare/input.txt": (
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    ),
 }
 
 #: Feature names of scikit-learn's ``fetch_california_housing``, in order.
@@ -344,6 +347,44 @@ def load_mnist(data_dir: PathLike | None = None) -> dict[str, np.ndarray]:
           f" {labels.shape} do not match (expected (N, 28, 28) and (N,))."
       )
   return out
+
+
+def load_tiny_shakespeare(data_dir: PathLike | None = None) -> str:
+  """Loads tiny Shakespeare (``input.txt`` of ``karpathy/char-rnn``), checked.
+
+  The text is small (1.1 MB), so its sha256 is checked on every load: the
+  character-level benchmarks split it by position, and an edited copy would
+  silently change their train and validation sets.
+
+  Args:
+    data_dir: folder holding ``tinyshakespeare/`` (or ``input.txt`` itself);
+      ``None`` for `default_data_dir`.
+
+  Returns:
+    The whole text (1,115,394 characters, 65 distinct), decoded as UTF-8.
+
+  Raises:
+    FileNotFoundError: the file is missing; the message says where it looked.
+    ValueError: the file's sha256 is not the shipped one's.
+
+  Examples:
+    >>> from optax_exptest.datasets import load_tiny_shakespeare
+    >>> text = load_tiny_shakespeare()
+    >>> len(text), len(set(text)), text[:14]
+    (1115394, 65, 'First Citizen:')
+
+  References:
+    Karpathy, `char-rnn <https://github.com/karpathy/char-rnn>`_,
+    ``data/tinyshakespeare/input.txt``, 2015.
+  """
+  path = _find_files(data_dir, "tinyshakespeare", ["input.txt"])["input.txt"]
+  digest, expected = _sha256(path), CHECKSUMS["tinyshakespeare/input.txt"]
+  if digest != expected:
+    raise ValueError(
+        f"Checksum mismatch: {path}: sha256 {digest}, expected {expected}"
+        " (the input.txt of karpathy/char-rnn, byte for byte)."
+    )
+  return path.read_text(encoding="utf-8")
 
 
 def _read_domain(path: pathlib.Path) -> tuple[str, ...]:
