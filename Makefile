@@ -21,9 +21,11 @@ demo: $(STAMP)
 
 # The linter first (configured in pyproject.toml), then the tests.
 # .venv/bin first on PATH: the notebooks' Jupyter kernel runs `python`.
+# A file's tests on one worker; the files with slow tests first (tests/conftest.py).
+# OPTAX_EXPTEST_FULL=1 adds the full property sweeps.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=15 tests
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q --durations=15 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,9 +1,11 @@
 """Small helpers shared by the tests (instead of copies in every file)."""
 import contextlib
 import logging
+import os
 
 import jax
 import numpy as np
+import pytest
 
 
 def assert_trees_all_close(a, b, rtol=1e-6, atol=0.0):
@@ -41,3 +43,30 @@ def log_compilations():
   finally:
     logger.removeHandler(handler)
     logger.setLevel(old_level)
+
+
+# Every case of the slow property sweeps (`sweep`), not only the default ones.
+FULL = os.environ.get("OPTAX_EXPTEST_FULL", "") not in ("", "0")
+
+
+def sweep(values, default):
+  """The parameters of a slow property sweep: all `values`, of which those not
+  in `default` are skipped unless ``OPTAX_EXPTEST_FULL=1``.
+
+  Args:
+    values: every case of the sweep.
+    default: the cases that run by default (a few that span the sweep).
+
+  Returns:
+    A list for ``pytest.mark.parametrize``.
+
+  Examples:
+    >>> [p.values for p in sweep([1, 2, 3], default=[1, 3])]
+    [(1,), (2,), (3,)]
+  """
+  missing = [v for v in default if v not in values]
+  if missing:
+    raise ValueError(f"default cases {missing} are not in the sweep {values}")
+  skip = pytest.mark.skipif(
+      not FULL, reason="a case of the full sweep: set OPTAX_EXPTEST_FULL=1")
+  return [pytest.param(v, marks=() if v in default else skip) for v in values]

@@ -98,6 +98,7 @@ def run_quick(name, tmp_path):
   return result, record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_quick_run_writes_results(name, tmp_path):
   result, record = run_quick(name, tmp_path)
@@ -181,6 +182,7 @@ def test_one_colour_per_decision():
     assert color == colors[decision]
 
 
+@pytest.mark.slow
 def test_inner_rules_cnn_quick_run(tmp_path):
   from benchmarks import inner_rules
   inner_rules.main(["--task", "cnn", "--quick", "--cnn-seeds", "1",
@@ -198,6 +200,7 @@ def test_inner_rules_cnn_quick_run(tmp_path):
   assert "0.03 x eta_max *" in "\n".join(table)  # the grid's best is marked
 
 
+@pytest.mark.slow
 def test_inner_rules_names_run_some_rows_and_keep_the_others(tmp_path):
   from benchmarks import inner_rules
   run = lambda names, epochs="1": inner_rules.main(

@@ -249,6 +249,7 @@ def test_integer_token_inputs():
   np.testing.assert_allclose(float(eta), 2 / top, rtol=2e-4)
 
 
+@pytest.mark.slow
 def test_batch_forms_agree():
   batches = _classification(seed=6, num_batches=3)
   params = _mlp(jax.random.key(2), (4, 3, 3))
@@ -267,6 +268,7 @@ def test_batch_forms_agree():
       2 / dense[-1], rtol=2e-4)
 
 
+@pytest.mark.slow
 def test_jit_and_vmap():
   batches = _classification(seed=7)
   params = _mlp(jax.random.key(3), (4, 3, 3))

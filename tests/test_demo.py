@@ -1,9 +1,12 @@
 """Smoke run of the main job (`make demo`) on a subset of MNIST."""
 import json
 
+import pytest
+
 from examples import mnist_demo
 
 
+@pytest.mark.slow
 def test_demo_on_a_subset(tmp_path, capsys):
   run = mnist_demo.main([
       "--subset", "10000", "--epochs", "2", "--quiet", "--out", str(tmp_path),

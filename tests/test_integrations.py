@@ -141,6 +141,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_optuna_two_worker_processes_share_a_sqlite_study(tmp_path):
   optuna = pytest.importorskip("optuna")
   storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -168,6 +169,7 @@ def local_ray():
   ray.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arms_per_trial", [1, 4])
 def test_ray_tune_two_concurrent_trials(local_ray, tmp_path, arms_per_trial):
   from ray import tune

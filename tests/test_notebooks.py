@@ -8,6 +8,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["quickstart", "zooming", "flax"])
 def test_notebook_runs(name, monkeypatch):
   monkeypatch.setenv("OPTAX_EXPTEST_SMOKE", "1")

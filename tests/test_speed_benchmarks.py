@@ -9,6 +9,7 @@ from test_benchmarks import SPEED_EXPERIMENTS
 from test_benchmarks import run_quick
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SPEED_EXPERIMENTS)
 def test_quick_run_reports_ratios(name, tmp_path):
   result, record = run_quick(name, tmp_path)
