@@ -114,6 +114,7 @@ class _Hyperparameters(NamedTuple):
   # `<g, u> / <g, g>` this step for a normalizing inner until the scale is
   # fixed, 1 otherwise (`inner_rules`).
   decrease_ratio: jax.Array
+  divergence_patience: jax.Array
 
 
 # ----------------------------------------------------------------------------
@@ -166,13 +167,17 @@ def _static_capacity(capacity: Any) -> int:
   return c
 
 
-def _static_patience(patience: Any) -> int:
-  if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-    raise ValueError(
-        "exptest: divergence_patience must be a Python int of at least 1 (the"
-        f" faults in a row that confirm a divergence), got {patience!r}."
-    )
-  return patience
+def _check_patience(patience: Any) -> None:
+  """An integer of at least 1 (may be traced: one per vmapped arm)."""
+  message = (
+      "exptest: divergence_patience must be an integer of at least 1 (the"
+      f" faults in a row that confirm a divergence), got {patience!r}."
+  )
+  if patience is None or isinstance(patience, (bool, str)):
+    raise ValueError(message)
+  v = _concrete_float("divergence_patience", patience)
+  if v is not None and not (v >= 1 and v == int(v)):
+    raise ValueError(message)
 
 
 def _check_update_args(value: Any, params: Any) -> None:
@@ -274,7 +279,9 @@ class _Faults(NamedTuple):
   skipped: jax.Array
 
 
-def _count_faults(fault: jax.Array, in_a_row: jax.Array, patience: int) -> _Faults:
+def _count_faults(
+    fault: jax.Array, in_a_row: jax.Array, patience: jax.Array
+) -> _Faults:
   in_a_row = jnp.where(fault, optax.safe_increment(in_a_row), 0)
   confirmed = in_a_row >= patience
   return _Faults(
@@ -517,7 +524,7 @@ class _Config(NamedTuple):
   sgd_correction: bool
   reset: bool
   anchor: str
-  divergence_patience: int
+  divergence_patience: jax.typing.ArrayLike
   capacity: int
   rule: inner_rules.InnerRule
 
@@ -525,7 +532,10 @@ class _Config(NamedTuple):
     factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
     return _Hyperparameters(*(
         jnp.asarray(x, dtype)
-        for x in (self.alpha, self.beta, factor, self.loss_floor, 1.0)
+        for x in (
+            self.alpha, self.beta, factor, self.loss_floor, 1.0,
+            self.divergence_patience,
+        )
     ))
 
 
@@ -536,7 +546,6 @@ class _Static(NamedTuple):
   sgd_correction: bool
   reset: bool
   measures_ratio: bool
-  divergence_patience: int
   # Whether the anchor follows the completed windows once tuning (or
   # always, with `reset=False`), rather than staying at `init`'s parameters.
   anchor_follows_windows: bool
@@ -548,7 +557,6 @@ class _Static(NamedTuple):
         sgd_correction=config.sgd_correction,
         reset=config.reset,
         measures_ratio=config.rule.measures_ratio,
-        divergence_patience=config.divergence_patience,
         anchor_follows_windows=not config.reset or config.anchor == "window",
     )
 
@@ -673,7 +681,7 @@ def _record_decide_apply(
   faults = _count_faults(
       _is_fault(state.window, value, flag, grad_squares, hp),
       state.faults_in_a_row,
-      static.divergence_patience,
+      hp.divergence_patience,
   )
   controls = _Controls(
       learning_rate=state.learning_rate, phase=state.phase,
@@ -818,8 +826,8 @@ def exptest(
   `loss_window`), and the tests' degrees of freedom follow the number of
   occupied slots.
 
-  Hyperparameters. `learning_rate`, `alpha`, `beta`, `divergence_factor` and
-  `loss_floor` may be traced arrays (one per vmapped arm); they must be
+  Hyperparameters. `learning_rate`, `alpha`, `beta`, `divergence_factor`,
+  `divergence_patience` and `loss_floor` may be traced arrays (one per vmapped arm); they must be
   scalars, and only concrete values are range-checked. Under
   `optax.inject_hyperparams(exptest)`, the injected `learning_rate` is the
   starting rate: it is read by `init` only, and the current rate is the
@@ -844,8 +852,8 @@ def exptest(
       `divergence_factor` times the first finite loss's, is a fault; `None`
       leaves such steps in the window, whose test then fails, as the
       authors' code does.
-    divergence_patience: the faults in a row that confirm a divergence (a
-      static int, at least 1); 1 treats every fault as a divergence.
+    divergence_patience: the faults in a row that confirm a divergence (an
+      integer, at least 1); 1 treats every fault as a divergence.
     anchor: where a confirmed divergence in the tuning phase returns, with
       `reset=True`: `"window"`, the parameters that completed the last window
       (a copy of the parameters into the anchor at each completed window);
@@ -889,7 +897,7 @@ def exptest(
     _check_range("divergence_factor", divergence_factor, 1.0, math.inf)
   _check_range("loss_floor", loss_floor, -math.inf, math.inf)
   capacity = _static_capacity(capacity)
-  divergence_patience = _static_patience(divergence_patience)
+  _check_patience(divergence_patience)
   if anchor not in ("window", "init"):
     raise ValueError(
         f"exptest: anchor must be 'window' or 'init', got anchor={anchor!r}."
