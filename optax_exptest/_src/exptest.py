@@ -26,6 +26,8 @@ import optax
 from optax_exptest._src import collapse
 from optax_exptest._src import correction as correction_lib
 from optax_exptest._src import inner_rules
+from optax_exptest._src import loss_window
+from optax_exptest._src import stats
 from optax_exptest._src import window as window_lib
 from optax_exptest._src.decision import Decision
 from optax_exptest._src.decision import decide
@@ -299,6 +301,19 @@ class _GradientScale(NamedTuple):
   norm_sq: jax.Array  # `||g||^2`.
 
 
+def _p_value(window: window_lib.WindowState, phase: jax.Array) -> jax.Array:
+  """The p-value of the test the phase calls for, on the window's losses:
+  the exponential F-test while searching, the slope's t-test once tuning."""
+  t, y, w = loss_window.points(window.losses)
+  p = lazy_cond(
+      phase == Phase.SEARCHING,
+      stats.weighted_exponential_test,
+      stats.weighted_plateau_test,
+      t, y, w,
+  )
+  return p.astype(window.losses.sums.dtype)
+
+
 def _decide_step(
     controls: _Controls,
     value: jax.Array,
@@ -335,7 +350,7 @@ def _decide_step(
   complete = ended & ~diverged
   p = lazy_cond(
       complete,
-      lambda w, phase, last: window_lib.p_value(w, phase),
+      lambda w, phase, last: _p_value(w, phase),
       lambda w, phase, last: last,
       window, controls.phase, controls.p_value,
   )

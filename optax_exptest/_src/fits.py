@@ -43,6 +43,8 @@ _LM_DAMPING_MAX = 1e9
 # SSE_lin is rounding noise) neither looks exponential nor has a zero standard
 # error. Checked in the tests on perfect lines of many offsets and slopes.
 _ROUNDING_SLACK = 16.0
+# Both fits need residual degrees of freedom: the line 2, the exponential 3.
+# The one minimum of the library: the shortest window (`window.MIN_WINDOW`).
 MIN_OBSERVATIONS = 4
 
 

@@ -32,15 +32,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from optax_exptest._src import fits
 from optax_exptest._src import loss_window
-from optax_exptest._src import stats
-from optax_exptest._src.decision import Phase
-from optax_exptest._src.lazy_cond import lazy_cond
 
 # Windows are counted in int32; this cap keeps `round(c_w * W)` representable.
 MAX_WINDOW = 2**30
-# Both fits need residual degrees of freedom: the line 2, the exponential 3.
-MIN_WINDOW = 4
+# The shortest window: the fits' minimum number of losses.
+MIN_WINDOW = fits.MIN_OBSERVATIONS
 
 
 class WindowState(NamedTuple):
@@ -260,14 +258,3 @@ def exceeds(
   )
   return loss_far_above | grad_far_above
 
-
-def p_value(window: WindowState, phase: jax.Array) -> jax.Array:
-  """The p-value of the test the phase calls for, on the window's losses."""
-  t, y, w = loss_window.points(window.losses)
-  p = lazy_cond(
-      phase == Phase.SEARCHING,
-      stats.weighted_exponential_test,
-      stats.weighted_plateau_test,
-      t, y, w,
-  )
-  return p.astype(window.losses.sums.dtype)
