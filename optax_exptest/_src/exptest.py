@@ -488,7 +488,7 @@ def _follow_windows(
     anchor: optax.Params,
     params: optax.Params,
     decision: jax.Array,
-    phase: jax.Array,
+    controls: _Controls,
     reset: bool,
 ) -> optax.Params:
   """The anchor after a completed window: the parameters that completed it.
@@ -498,13 +498,19 @@ def _follow_windows(
   `reset=True` the search's anchor stays the initial parameters (the paper's
   restart), so the anchor follows the windows from the first passed search
   test on: one anchor, two roles, no second copy of the parameters.
+
+  A window that ends on a model that looks collapsed (`collapse.py`) is not
+  a good point: the anchor stays, so that a confirmed collapse returns to
+  the last healthy parameters (the initial ones if none was). The anchor is
+  a constant for reverse-mode differentiation (a while loop's carry).
   """
   completed = (
       (decision == Decision.EXPONENTIAL) | (decision == Decision.RESTART)
       | (decision == Decision.DECREASING) | (decision == Decision.PLATEAU)
-  )
+  ) & ~controls.window.collapse_seen
   if reset:
-    completed &= phase == Phase.TUNING
+    completed &= controls.phase == Phase.TUNING
+  anchor, params = jax.lax.stop_gradient((anchor, params))
   return lazy_update(completed, lambda a, p: p, anchor, params, batched="select")
 
 
@@ -516,14 +522,15 @@ def _keep_or_restart_inner(
     restore: jax.Array,
     skipped: jax.Array,
 ) -> optax.OptState:
-  """`inner`'s state: fresh after a restore, as it was after a skipped step."""
-  return lazy_update(
-      restore | skipped,
-      lambda s, o, a, r: jax.tree.map(
-          lambda fresh, kept: jnp.where(r, fresh, kept), inner.init(a), o
+  """`inner`'s state: fresh after a restore, as it was after a skipped step.
+
+  Selects, not a branch: reverse-mode derivatives flow through `inner`.
+  """
+  return jax.tree.map(
+      lambda fresh, kept, s: jnp.where(
+          restore, fresh, jnp.where(skipped, kept, s)
       ),
-      new, old, anchor, restore,
-      batched="select",
+      inner.init(anchor), old, new,
   )
 
 
@@ -736,7 +743,7 @@ def _record_decide_apply(
         faults.skipped,
     )
   if static.anchor_follows_windows:
-    anchor = _follow_windows(anchor, params, decision, controls.phase, static.reset)
+    anchor = _follow_windows(anchor, params, decision, controls, static.reset)
   return updates, ExpTestState(
       step=optax.safe_increment(state.step),  # After the branch: no copy.
       num_skipped=jnp.where(
