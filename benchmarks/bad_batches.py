@@ -137,6 +137,18 @@ def table(rows: list[dict], fractions, seeds: int) -> str:
        "finite"], out)
 
 
+EXPLANATION = (
+    "A fraction of the steps gets a corrupt batch (a NaN pixel, the images"
+    " scaled by 1e4, or the labels scrambled, in equal parts; the same steps"
+    " for every optimizer of a seed). ExpTest starts at `lr_upper_bound(x)`"
+    " as a user writes it; \"every fault a divergence\" is"
+    " `divergence_patience=1, anchor=\"init\"`, the behaviour before faults"
+    " were skipped. Scrambled labels give finite, moderate losses and are"
+    " trained on (they are not faults), so `skipped` counts the other two"
+    " kinds. `python -m benchmarks bad_batches`.\n\n"
+)
+
+
 def main(argv: list[str]) -> None:
   args = common.parser(__doc__, seeds=3).parse_args(argv)
   subset, epochs = (1024, 1) if args.quick else (None, 5)
@@ -165,7 +177,8 @@ def main(argv: list[str]) -> None:
         rows.append(dict(row, seed=seed, bad_batches=int(np.sum(kinds > 0))))
         print(row, flush=True)
   md = ("# Bad batches (MNIST logistic regression, batch 32, "
-        f"{epochs} epochs, {steps} steps)\n\n" + table(rows, fractions, len(seeds)))
+        f"{epochs} epochs, {steps} steps)\n\n" + EXPLANATION
+        + table(rows, fractions, len(seeds)))
   common.write_results(common.result_name("bad_batches", args.quick),
                        dict(rows=rows, eta_max=eta_max, steps=steps,
                             epochs=epochs), md, args.out)
