@@ -346,7 +346,7 @@ def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
 
   # The fresh run is given the rate in gradient-descent units, as the first
   # was: the new rate times the inner's displacement ratio (inner_rules).
-  new_rate = float(rates[last]) * float(state.window.rate_gain)
+  new_rate = float(rates[last]) * float(state.window.rho)
   fresh = optax_exptest.exptest(new_rate, inner=make_inner(), sgd_correction=False)
   horizon = 40
   _, _, (_, fresh_decisions, _, fresh_traj) = train(fresh, loss, after, horizon)

@@ -19,8 +19,8 @@ from tests.problems import logistic_problem, quadratic_problem, train
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_heavy_ball_gain_is_one_over_one_minus_beta(beta, nesterov):
   rule = inner_rules.classify(optax.trace(beta, nesterov=nesterov))
-  assert rule.kind == inner_rules.LINEAR and not rule.measures_ratio
-  np.testing.assert_allclose(rule.gain, 1 / (1 - beta), rtol=1e-4)
+  assert rule.kind == inner_rules.LINEAR and not rule.measures_rho
+  np.testing.assert_allclose(rule.rho, 1 / (1 - beta), rtol=1e-4)
 
 
 @pytest.mark.parametrize("make", [
@@ -29,7 +29,7 @@ def test_heavy_ball_gain_is_one_over_one_minus_beta(beta, nesterov):
 ])
 def test_adaptive_scalings_are_normalizing(make):
   rule = inner_rules.classify(make())
-  assert rule.kind == inner_rules.NORMALIZING and rule.measures_ratio
+  assert rule.kind == inner_rules.NORMALIZING and rule.measures_rho
 
 
 @pytest.mark.parametrize("inner", [
@@ -58,7 +58,7 @@ def test_plain_path_has_no_gain():
   state = tx.init(params)
   _, state = tx.update(jax.grad(loss)(params), state, params, value=loss(params))
   assert float(state.learning_rate) == np.float32(0.3)
-  assert float(state.window.rate_gain) == 1.0
+  assert float(state.window.rho) == 1.0
   assert int(state.window.base_length) == int(
       window_size(state.window.loss_scale, jnp.float32(0.3)))
 
@@ -95,7 +95,7 @@ def test_adam_starts_where_its_first_loss_decrease_matches_gradient_descent():
   u = np.concatenate([np.ravel(x) for x in jax.tree.leaves(updates)]).astype(float)
   # Adam's first update is sign(g) (bias-corrected): rho = ||g||_1 / ||g||^2.
   rho = np.abs(g).sum() / (g @ g)
-  np.testing.assert_allclose(float(s.window.rate_gain), rho, rtol=1e-3)
+  np.testing.assert_allclose(float(s.window.rho), rho, rtol=1e-3)
   np.testing.assert_allclose(float(s.learning_rate), eta_max / rho, rtol=1e-3)
   # The first step decreases the loss (to first order) as GD's at eta_max.
   np.testing.assert_allclose(-(g @ u), eta_max * (g @ g), rtol=1e-3)

@@ -115,7 +115,7 @@ class _Hyperparameters(NamedTuple):
   loss_floor: jax.Array
   # `<g, u> / <g, g>` this step for a normalizing inner until the scale is
   # fixed, 1 otherwise (`inner_rules`).
-  decrease_ratio: jax.Array
+  measured_rho: jax.Array
   divergence_patience: jax.Array
 
 
@@ -396,13 +396,13 @@ def _decide_step(
 def _match_decrease(
     controls: _Controls, value: jax.Array, hp: _Hyperparameters
 ) -> _Controls:
-  """At the first finite loss: `eta /= rho`, `rho` into the window's gain."""
+  """At the first finite loss: `eta /= rho`, and `rho` into the window."""
   new = jnp.isfinite(value) & (controls.window.loss_scale <= 0)
-  rho = jnp.where(new, hp.decrease_ratio, 1).astype(hp.alpha.dtype)
+  rho = jnp.where(new, hp.measured_rho, 1).astype(hp.alpha.dtype)
   window = controls.window
   return controls._replace(
       learning_rate=controls.learning_rate / rho,
-      window=window._replace(rate_gain=window.rate_gain * rho),
+      window=window._replace(rho=window.rho * rho),
   )
 
 
@@ -567,7 +567,7 @@ class _Static(NamedTuple):
   inner: Optional[optax.GradientTransformationExtraArgs]
   sgd_correction: bool
   reset: bool
-  measures_ratio: bool
+  measures_rho: bool
   # Whether the anchor follows the completed windows once tuning (or
   # always, with `reset=False`), rather than staying at `init`'s parameters.
   anchor_follows_windows: bool
@@ -578,7 +578,7 @@ class _Static(NamedTuple):
         inner=config.inner,
         sgd_correction=config.sgd_correction,
         reset=config.reset,
-        measures_ratio=config.rule.measures_ratio,
+        measures_rho=config.rule.measures_rho,
         anchor_follows_windows=not config.reset or config.anchor == "window",
     )
 
@@ -605,7 +605,7 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       faults_in_a_row=zero,
       window=window_lib.init(
           config.capacity, dtype, measuring=config.sgd_correction,
-          rate_gain=config.rule.gain,
+          rho=config.rule.rho,
       ),
       correction=correction,
       anchor_params=params,
@@ -712,12 +712,12 @@ def _record_decide_apply(
       window=window_lib.record(state.window, value, skipped=faults.fault),
   )
   dtype = state.learning_rate.dtype
-  if static.measures_ratio:
+  if static.measures_rho:
     # Measured at the first finite loss only: the rare case is the true
     # branch, so that under `vmap` the common one runs vmapped, not per arm.
-    hp = hp._replace(decrease_ratio=lazy_cond(
+    hp = hp._replace(measured_rho=lazy_cond(
         ~(state.window.loss_scale > 0),
-        lambda g, u: inner_rules.decrease_ratio(g, u, dtype),
+        lambda g, u: inner_rules.measured_rho(g, u, dtype),
         lambda g, u: jnp.ones((), dtype),
         grads, updates,
     ))

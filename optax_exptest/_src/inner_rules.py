@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["InnerRule", "classify", "PLAIN", "decrease_ratio"]
+__all__ = ["InnerRule", "classify", "PLAIN", "measured_rho"]
 
 # Kinds of inner transformation.
 PLAIN = "plain"
@@ -65,28 +65,28 @@ class InnerRule(NamedTuple):
 
   Attributes:
     kind: `"plain"` (no inner), `"linear"`, `"normalizing"` or `"unknown"`.
-    gain: `rho` for linear inners (their DC gain), 1 otherwise.
-    measures_ratio: whether `rho` is measured at the first finite loss as
-      `<g, u> / <g, g>` (normalizing inners; `decrease_ratio`).
+    rho: for linear inners (their DC gain), 1 otherwise.
+    measures_rho: whether `rho` is measured at the first finite loss as
+      `<g, u> / <g, g>` (normalizing inners; `measured_rho`).
 
   Examples:
     >>> import optax
     >>> from optax_exptest._src import inner_rules
     >>> rule = inner_rules.classify(optax.trace(0.9))
-    >>> rule.kind, round(rule.gain, 4)
+    >>> rule.kind, round(rule.rho, 4)
     ('linear', 10.0)
     >>> inner_rules.classify(optax.scale_by_adam()).kind
     'normalizing'
   """
 
   kind: str
-  gain: float = 1.0
-  measures_ratio: bool = False
+  rho: float = 1.0
+  measures_rho: bool = False
 
   def start_rate(self, learning_rate: Any) -> Any:
     """The rate `init` starts at: `eta_max / rho` for a linear inner."""
     if self.kind == LINEAR:
-      return learning_rate / self.gain
+      return learning_rate / self.rho
     return learning_rate
 
 
@@ -134,7 +134,7 @@ def classify(inner: Optional[optax.GradientTransformation]) -> InnerRule:
     >>> from optax_exptest._src import inner_rules
     >>> inner_rules.classify(None).kind
     'plain'
-    >>> round(inner_rules.classify(optax.trace(0.5, nesterov=True)).gain, 4)
+    >>> round(inner_rules.classify(optax.trace(0.5, nesterov=True)).rho, 4)
     2.0
     >>> inner_rules.classify(optax.scale_by_rms()).kind
     'normalizing'
@@ -157,14 +157,14 @@ def classify(inner: Optional[optax.GradientTransformation]) -> InnerRule:
     # A gain that still moves (a schedule) has no limit to use.
     settled = abs(earlier - gain) <= _TOLERANCE * abs(gain)
     if settled and math.isfinite(gain) and gain > 0:
-      return InnerRule(LINEAR, gain=gain)
+      return InnerRule(LINEAR, rho=gain)
     return InnerRule(UNKNOWN)
   if all(abs(r - 1) < _TOLERANCE for r in ratios) and small[-1] > 0:
-    return InnerRule(NORMALIZING, measures_ratio=True)
+    return InnerRule(NORMALIZING, measures_rho=True)
   return InnerRule(UNKNOWN)
 
 
-def decrease_ratio(
+def measured_rho(
     grads: optax.Updates, updates: optax.Updates, dtype: jnp.dtype
 ) -> jax.Array:
   """`<g, u> / <g, g>`: the inner's first-order loss decrease per unit of GD's.
@@ -188,7 +188,7 @@ def decrease_ratio(
     >>> import jax.numpy as jnp
     >>> from optax_exptest._src import inner_rules
     >>> g = jnp.array([3.0, -1.0])
-    >>> round(float(inner_rules.decrease_ratio(g, jnp.sign(g), jnp.float32)), 4)
+    >>> round(float(inner_rules.measured_rho(g, jnp.sign(g), jnp.float32)), 4)
     0.4
   """
   # `sum(mul)` rather than `optax.tree.vdot`: vdot's tensordot rounds in

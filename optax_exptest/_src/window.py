@@ -54,7 +54,7 @@ class WindowState(NamedTuple):
     next_event: the loss count at which the window needs attention next
       (the first loss, its end, a full buffer), so that the per-step path
       compares one integer.
-    rate_gain: `rho`, the factor from the rate to the gradient-descent rate
+    rho: the factor from the rate to the gradient-descent rate
       `W` is computed at (`inner_rules`; 1 without an inner).
     live_at_start: the gradient's live entries at the first finite loss
       (`collapse.live_entries`; 0 until then), against which a collapse to a
@@ -71,7 +71,7 @@ class WindowState(NamedTuple):
   length: jax.Array
   measuring: jax.Array
   next_event: jax.Array
-  rate_gain: jax.Array
+  rho: jax.Array
   live_at_start: jax.Array
   collapse_seen: jax.Array
   grad_norm_sq: jax.Array
@@ -124,7 +124,7 @@ def _with_next_event(window: WindowState) -> WindowState:
 
 
 def init(
-    capacity: int, dtype: jnp.dtype, measuring: bool, rate_gain: Any = 1.0
+    capacity: int, dtype: jnp.dtype, measuring: bool, rho: Any = 1.0
 ) -> WindowState:
   """An empty window whose scale the first finite loss fixes."""
   return WindowState(
@@ -134,7 +134,7 @@ def init(
       length=jnp.asarray(MAX_WINDOW, jnp.int32),
       measuring=jnp.asarray(measuring),
       next_event=jnp.ones((), jnp.int32),
-      rate_gain=jnp.asarray(rate_gain, dtype),
+      rho=jnp.asarray(rho, dtype),
       live_at_start=jnp.zeros((), dtype),
       collapse_seen=jnp.zeros((), bool),
       grad_norm_sq=jnp.zeros((), dtype),
@@ -156,7 +156,7 @@ def restart(
   """A fresh window for a new rate: `W` from the scale, a new correction."""
   w = jnp.where(
       window.loss_scale > 0,
-      window_size(window.loss_scale, learning_rate * window.rate_gain),
+      window_size(window.loss_scale, learning_rate * window.rho),
       MAX_WINDOW,
   ).astype(jnp.int32)
   return _with_next_event(window._replace(
@@ -179,7 +179,7 @@ def fix_scale(
   gradient's `live` entries and its squared norm."""
   known = window.loss_scale > 0
   new = jnp.isfinite(value) & ~known
-  rate = learning_rate * window.rate_gain
+  rate = learning_rate * window.rho
   scale = jnp.where(new, loss_scale(value, loss_floor, rate), window.loss_scale)
   w = jnp.where(new, window_size(scale, rate), window.base_length)
   return _with_next_event(window._replace(
