@@ -26,7 +26,7 @@ import optax
 from optax_exptest._src import collapse
 from optax_exptest._src import correction as correction_lib
 from optax_exptest._src import inner_rules
-from optax_exptest._src import loss_window
+from optax_exptest._src import block_sums
 from optax_exptest._src import stats
 from optax_exptest._src import window as window_lib
 from optax_exptest._src.decision import Decision
@@ -304,7 +304,7 @@ class _GradientScale(NamedTuple):
 def _p_value(window: window_lib.WindowState, phase: jax.Array) -> jax.Array:
   """The p-value of the test the phase calls for, on the window's losses:
   the exponential F-test while searching, the slope's t-test once tuning."""
-  t, y, w = loss_window.points(window.losses)
+  t, y, w = block_sums.points(window.losses)
   p = lazy_cond(
       phase == Phase.SEARCHING,
       stats.weighted_exponential_test,
@@ -432,17 +432,36 @@ def _measure(
   return window, correction
 
 
-def _measure_then_decide(carry, grads, value, faults, hp, gradient, **options):
-  """The rare branch with the correction: `_measure`, then `_decide_step`."""
-  controls, correction = carry
+def _decide_and_follow(carry, params, value, faults, hp, gradient, *,
+                       follow: bool, **options):
+  """`_decide_step`, then the anchor follows a completed window.
+
+  `carry` is `(controls, anchor)`, with `anchor = ()` when it does not follow
+  the windows (`anchor="init"`).
+  """
+  controls, anchor = carry
+  controls = _decide_step(controls, value, faults.confirmed, hp, gradient,
+                          **options)
+  if follow:
+    anchor = _follow_windows(anchor, params, controls, options["reset"])
+  return controls, anchor
+
+
+def _measure_then_decide(carry, params, grads, value, faults, hp, gradient,
+                         **options):
+  """The rare branch with the correction: `_measure`, then decide if needed.
+
+  `carry` is `(controls, correction, anchor)`.
+  """
+  controls, correction, anchor = carry
   window, correction = _measure(controls.window, correction, grads, faults.fault)
   controls = controls._replace(window=window)
-  controls = lazy_update(
+  controls, anchor = lazy_update(
       _needs_decision(controls.window, faults),
-      functools.partial(_decide_step, **options),
-      controls, value, faults.confirmed, hp, gradient,
+      functools.partial(_decide_and_follow, **options),
+      (controls, anchor), params, value, faults, hp, gradient,
   )
-  return controls, correction
+  return controls, correction, anchor
 
 
 def _needs_decision(window: window_lib.WindowState, faults: _Faults) -> jax.Array:
@@ -487,11 +506,10 @@ def _apply_verdict(
 def _follow_windows(
     anchor: optax.Params,
     params: optax.Params,
-    decision: jax.Array,
     controls: _Controls,
     reset: bool,
 ) -> optax.Params:
-  """The anchor after a completed window: the parameters that completed it.
+  """The anchor after a decision: the parameters that completed the window.
 
   Their loss passed through a whole window, so they are the last good ones:
   a confirmed divergence returns there and loses at most a window. With
@@ -501,17 +519,18 @@ def _follow_windows(
 
   A window that ends on a model that looks collapsed (`collapse.py`) is not
   a good point: the anchor stays, so that a confirmed collapse returns to
-  the last healthy parameters (the initial ones if none was). The anchor is
-  a constant for reverse-mode differentiation (a while loop's carry).
+  the last healthy parameters (the initial ones if none was). Called in the
+  rare branch only, where a window can end, so that a common step does not
+  copy the anchor.
   """
+  decision = controls.decision
   completed = (
       (decision == Decision.EXPONENTIAL) | (decision == Decision.RESTART)
       | (decision == Decision.DECREASING) | (decision == Decision.PLATEAU)
   ) & ~controls.window.collapse_seen
   if reset:
     completed &= controls.phase == Phase.TUNING
-  anchor, params = jax.lax.stop_gradient((anchor, params))
-  return lazy_update(completed, lambda a, p: p, anchor, params, batched="select")
+  return jax.tree.map(lambda a, p: jnp.where(completed, p, a), anchor, params)
 
 
 def _keep_or_restart_inner(
@@ -617,24 +636,35 @@ def _rare_branches(
     config: _Static,
     controls: _Controls,
     correction: correction_lib.CorrectionState,
+    anchor: optax.Params,
+    params: optax.Params,
     grads: optax.Updates,
     value: jax.Array,
     grad_squares: jax.Array,
     faults: _Faults,
     hp: _Hyperparameters,
-) -> tuple[_Controls, correction_lib.CorrectionState]:
-  """Measures the correction and decides, each only when needed."""
+) -> tuple[_Controls, correction_lib.CorrectionState, optax.Params]:
+  """Measures the correction and decides, each only when needed; the anchor
+  follows the completed windows (`_follow_windows`) in the same branch."""
+  follow = config.anchor_follows_windows
   options = dict(
       reset=config.reset,
       sgd_correction=config.sgd_correction,
-      restart_on_divergence=config.reset and not config.anchor_follows_windows,
+      restart_on_divergence=config.reset and not follow,
+      follow=follow,
   )
   # Decisions are piecewise constant: no derivative flows through them
   # (and none needs to be transposed through the branches' while loops).
+  # A following anchor is a constant too.
   controls, correction, grads, value, grad_squares, faults, hp = (
       jax.lax.stop_gradient(
           (controls, correction, grads, value, grad_squares, faults, hp)
       )
+  )
+  # The anchor travels in the branches' carries only when it can move, and
+  # only the branch that decides writes it: a common step does not copy it.
+  carry_anchor, params = (
+      jax.lax.stop_gradient((anchor, params)) if follow else ((), ())
   )
   needs_decision = _needs_decision(controls.window, faults)
   gradient = _GradientScale(
@@ -642,19 +672,21 @@ def _rare_branches(
       norm_sq=grad_squares,
   )
   if not config.sgd_correction:
-    controls = lazy_update(
-        needs_decision, functools.partial(_decide_step, **options),
-        controls, value, faults.confirmed, hp, gradient,
+    controls, carry_anchor = lazy_update(
+        needs_decision, functools.partial(_decide_and_follow, **options),
+        (controls, carry_anchor), params, value, faults, hp, gradient,
     )
-    return controls, correction
-  # One branch for both rare cases (measuring, deciding), so that a common
-  # step checks a single predicate.
-  return lazy_update(
-      (controls.window.measuring & ~faults.fault) | needs_decision,
-      functools.partial(_measure_then_decide, **options),
-      (controls, correction), grads, value, faults, hp, gradient,
-      batched="select",
-  )
+  else:
+    # One branch for both rare cases (measuring, deciding), so that a common
+    # step checks a single predicate.
+    controls, correction, carry_anchor = lazy_update(
+        (controls.window.measuring & ~faults.fault) | needs_decision,
+        functools.partial(_measure_then_decide, **options),
+        (controls, correction, carry_anchor), params, grads, value, faults,
+        hp, gradient,
+        batched="select",
+    )
+  return controls, correction, carry_anchor if follow else anchor
 
 
 def _update(
@@ -721,9 +753,11 @@ def _record_decide_apply(
         lambda g, u: jnp.ones((), dtype),
         grads, updates,
     ))
-  controls, correction = _rare_branches(
-      static, controls, state.correction, grads, value, grad_squares, faults,
-      hp,
+  # A restore's anchor is the one the branch leaves: it moves only on a
+  # completed window, which restores nothing.
+  controls, correction, anchor = _rare_branches(
+      static, controls, state.correction, state.anchor_params, params, grads,
+      value, grad_squares, faults, hp,
   )
   # A skipped step takes no decision: the rare branches did not run.
   decision = jnp.where(faults.skipped, Decision.SKIPPED, controls.decision)
@@ -733,7 +767,6 @@ def _record_decide_apply(
   restore = (decision == Decision.DIVERGED) | (
       static.reset & (decision == Decision.RESTART)
   )
-  anchor = state.anchor_params
   updates = _apply_verdict(
       updates, params, anchor, controls.learning_rate, restore, faults.skipped
   )
@@ -742,8 +775,6 @@ def _record_decide_apply(
         static.inner, inner_state, state.inner_state, anchor, restore,
         faults.skipped,
     )
-  if static.anchor_follows_windows:
-    anchor = _follow_windows(anchor, params, decision, controls, static.reset)
   return updates, ExpTestState(
       step=optax.safe_increment(state.step),  # After the branch: no copy.
       num_skipped=jnp.where(
@@ -845,7 +876,7 @@ def exptest(
   tuning phase overwrites at each completed window), a gradient
   sum (with `sgd_correction`) and `capacity` loss slots, whatever the window
   length; windows longer than `capacity` are block-averaged (see
-  `loss_window`), and the tests' degrees of freedom follow the number of
+  `block_sums`), and the tests' degrees of freedom follow the number of
   occupied slots.
 
   Hyperparameters. `learning_rate`, `alpha`, `beta`, `divergence_factor`,

@@ -96,8 +96,8 @@ class ExponentialFit(NamedTuple):
   sse: jax.Array
 
 
-class Window(NamedTuple):
-  """A window of weighted observations in normalised coordinates.
+class NormalisedSeries(NamedTuple):
+  """A window's weighted observations in normalised coordinates.
 
   Times are mapped to ``s in [0, 1]`` and values to ``z`` of weighted mean 0
   and weighted variance 1, through ``y = y_loc + y_scale * z`` and
@@ -163,7 +163,7 @@ def as_vectors(
   return t, y, w
 
 
-def normalise(t: jax.Array, y: jax.Array, w: jax.Array) -> Window:
+def normalise(t: jax.Array, y: jax.Array, w: jax.Array) -> NormalisedSeries:
   """Maps a weighted window to ``s in [0, 1]`` and standardised ``z``."""
   used = w > 0  # NaN weights compare False: such slots are unused.
   finite = jnp.isfinite(t) & jnp.isfinite(y) & jnp.isfinite(w)
@@ -202,7 +202,7 @@ def normalise(t: jax.Array, y: jax.Array, w: jax.Array) -> Window:
   )
   eps = jnp.finfo(y.dtype).eps
   sse_floor = w_sum * (_ROUNDING_SLACK * eps / std) ** 2
-  return Window(
+  return NormalisedSeries(
       s=s,
       z=z,
       w=w,
@@ -222,9 +222,9 @@ def _weighted_mean(w: jax.Array, x: jax.Array) -> jax.Array:
   return jnp.sum(w * x, axis=-1) / jnp.where(w_sum > 0, w_sum, 1)
 
 
-def fit_normalised_line(window: Window) -> _NormalisedLine:
+def fit_normalised_line(series: NormalisedSeries) -> _NormalisedLine:
   """Closed-form weighted least squares on centred data."""
-  s, z, w = window.s, window.z, window.w
+  s, z, w = series.s, series.z, series.w
   used = w > 0
   s_mean = _weighted_mean(w, s)
   z_mean = _weighted_mean(w, z)
@@ -240,25 +240,25 @@ def fit_normalised_line(window: Window) -> _NormalisedLine:
 
 
 def _exponential_sse(
-    window: Window, amplitude: jax.Array, beta: jax.Array, start: jax.Array
+    series: NormalisedSeries, amplitude: jax.Array, beta: jax.Array, start: jax.Array
 ) -> jax.Array:
-  residuals = window.z - amplitude * jnp.expm1(-beta * window.s) - start
-  return jnp.sum(window.w * jnp.where(window.w > 0, residuals, 0) ** 2)
+  residuals = series.z - amplitude * jnp.expm1(-beta * series.s) - start
+  return jnp.sum(series.w * jnp.where(series.w > 0, residuals, 0) ** 2)
 
 
-def _grid_start(window: Window) -> _NormalisedExponential:
+def _grid_start(series: NormalisedSeries) -> _NormalisedExponential:
   """Variable projection on the rate grid: best (a, c) for each beta.
 
   For a fixed rate the model is linear in (a, c); on centred data
   ``a = S_phi_z / S_phi_phi`` (clipped at 0) and the SSE drops by
   ``a * S_phi_z``. One (grid, slots) array holds all the bases.
   """
-  s, w = window.s, window.w
+  s, w = series.s, series.w
   used = w > 0
   w_sum = jnp.sum(w)
   w_sum = jnp.where(w_sum > 0, w_sum, 1)
-  z_mean = jnp.sum(w * window.z) / w_sum
-  dz = jnp.where(used, window.z - z_mean, 0)
+  z_mean = jnp.sum(w * series.z) / w_sum
+  dz = jnp.where(used, series.z - z_mean, 0)
   s_mean = jnp.sum(w * s) / w_sum
   betas = jnp.exp(
       jnp.linspace(_LOG_BETA_MIN, _LOG_BETA_MAX, _GRID_SIZE, dtype=s.dtype)
@@ -282,7 +282,7 @@ def _grid_start(window: Window) -> _NormalisedExponential:
   start = z_mean - a * (phi_mean[best] + shift[best])
   beta = betas[best]
   return _NormalisedExponential(
-      a, beta, start, _exponential_sse(window, a, beta, start)
+      a, beta, start, _exponential_sse(series, a, beta, start)
   )
 
 
@@ -305,7 +305,7 @@ def _solve_3x3(matrix: jax.Array, rhs: jax.Array) -> jax.Array:
 
 
 def _levenberg_marquardt(
-    window: Window, start: _NormalisedExponential
+    series: NormalisedSeries, start: _NormalisedExponential
 ) -> _NormalisedExponential:
   """Refines (a, c, log beta) with a fixed number of damped Gauss-Newton steps.
 
@@ -313,7 +313,7 @@ def _levenberg_marquardt(
   never worse than the start; log beta is clipped to the grid's range so that
   the fitted family is the one the test was calibrated on.
   """
-  s, z, w = window.s, window.z, window.w
+  s, z, w = series.s, series.z, series.w
   used = w > 0
   dtype = z.dtype
   tiny = jnp.finfo(dtype).tiny
@@ -373,12 +373,12 @@ def _levenberg_marquardt(
   return _NormalisedExponential(params[0], jnp.exp(params[2]), params[1], sse)
 
 
-def fit_normalised_exponential(window: Window) -> _NormalisedExponential:
+def fit_normalised_exponential(series: NormalisedSeries) -> _NormalisedExponential:
   """Best decreasing convex exponential, or the constant if none beats it."""
-  fit = _levenberg_marquardt(window, _grid_start(window))
-  z_mean = _weighted_mean(window.w, window.z)
-  dz = jnp.where(window.w > 0, window.z - z_mean, 0)
-  constant_sse = jnp.sum(window.w * dz**2)
+  fit = _levenberg_marquardt(series, _grid_start(series))
+  z_mean = _weighted_mean(series.w, series.z)
+  dz = jnp.where(series.w > 0, series.z - z_mean, 0)
+  constant_sse = jnp.sum(series.w * dz**2)
   better = (fit.amplitude > 0) & (fit.sse < constant_sse)
   zero = jnp.zeros_like(z_mean)
   return _NormalisedExponential(
@@ -402,25 +402,25 @@ def fit_sizes(capacity: int) -> tuple[int, ...]:
   return (_SHORT_FIT, capacity) if capacity > _SHORT_FIT else (capacity,)
 
 
-def _prefix(window: Window, size: int) -> Window:
-  return window._replace(s=window.s[:size], z=window.z[:size], w=window.w[:size])
+def _prefix(series: NormalisedSeries, size: int) -> NormalisedSeries:
+  return series._replace(s=series.s[:size], z=series.z[:size], w=series.w[:size])
 
 
-def exponential_sse(window: Window) -> jax.Array:
+def exponential_sse(series: NormalisedSeries) -> jax.Array:
   """The SSE of `fit_normalised_exponential`, fitted over the shortest
   compiled prefix of the slots that holds every weighted one.
 
   Unused slots weigh nothing, so every prefix gives the same fit; only
   the rounding of the sums differs.
   """
-  sizes = fit_sizes(window.w.shape[0])
+  sizes = fit_sizes(series.w.shape[0])
   fit_sse = lambda size: lambda w: fit_normalised_exponential(_prefix(w, size)).sse
   if len(sizes) == 1:
-    return fit_sse(sizes[0])(window)
-  slots = jnp.arange(1, window.w.shape[0] + 1, dtype=jnp.int32)
-  extent = jnp.max(jnp.where(window.w > 0, slots, 0))
+    return fit_sse(sizes[0])(series)
+  slots = jnp.arange(1, series.w.shape[0] + 1, dtype=jnp.int32)
+  extent = jnp.max(jnp.where(series.w > 0, slots, 0))
   branch = jnp.searchsorted(jnp.asarray(sizes[:-1], jnp.int32), extent)
-  return lax.switch(branch, [fit_sse(size) for size in sizes], window)
+  return lax.switch(branch, [fit_sse(size) for size in sizes], series)
 
 
 @jax.jit
@@ -455,15 +455,15 @@ def fit_linear(
     `ExpTest: Automating Learning Rate Searching and Tuning with Insights from
     Linearized Neural Networks <https://arxiv.org/abs/2411.16975>`_, 2024.
   """
-  window = normalise(*as_vectors(t, y, weights))
-  line = fit_normalised_line(window)
-  slope = window.y_scale * line.slope / window.t_span
-  at_mean = window.y_loc + window.y_scale * line.z_mean
-  t_mean = window.t_min + window.t_span * line.s_mean
+  series = normalise(*as_vectors(t, y, weights))
+  line = fit_normalised_line(series)
+  slope = series.y_scale * line.slope / series.t_span
+  at_mean = series.y_loc + series.y_scale * line.z_mean
+  t_mean = series.t_min + series.t_span * line.s_mean
   return LinearFit(
       slope=slope,
       intercept=at_mean - slope * t_mean,
-      sse=window.y_scale**2 * line.sse,
+      sse=series.y_scale**2 * line.sse,
   )
 
 
@@ -516,12 +516,12 @@ def fit_exponential(
     `ExpTest: Automating Learning Rate Searching and Tuning with Insights from
     Linearized Neural Networks <https://arxiv.org/abs/2411.16975>`_, 2024.
   """
-  window = normalise(*as_vectors(t, y, weights))
-  fit = fit_normalised_exponential(window)
-  rate = fit.beta / window.t_span
+  series = normalise(*as_vectors(t, y, weights))
+  fit = fit_normalised_exponential(series)
+  rate = fit.beta / series.t_span
   return ExponentialFit(
-      amplitude=window.y_scale * fit.amplitude * jnp.exp(rate * window.t_min),
+      amplitude=series.y_scale * fit.amplitude * jnp.exp(rate * series.t_min),
       rate=rate,
-      offset=window.y_loc + window.y_scale * (fit.start - fit.amplitude),
-      sse=window.y_scale**2 * fit.sse,
+      offset=series.y_loc + series.y_scale * (fit.start - fit.amplitude),
+      sse=series.y_scale**2 * fit.sse,
   )

@@ -19,7 +19,7 @@ otherwise be traced and compiled again on every call.
 
 The weighted forms (:func:`weighted_exponential_test`,
 :func:`weighted_plateau_test`) are what the optimizer calls on its loss
-window (``loss_window.LossWindow``, a fixed number of block-averaged slots):
+window (``block_sums.BlockSums``, a fixed number of block-averaged slots):
 a slot of weight 0 is unused, and a slot of weight ``k`` holds the mean of
 ``k`` consecutive losses, whose variance is ``sigma^2 / k``; weighted
 least squares with these weights is then generalised least squares, and the
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from optax_exptest._src.fits import MIN_OBSERVATIONS
-from optax_exptest._src.fits import Window
+from optax_exptest._src.fits import NormalisedSeries
 from optax_exptest._src.fits import as_vectors
 from optax_exptest._src.fits import exponential_sse
 from optax_exptest._src.fits import fit_normalised_line
@@ -115,37 +115,37 @@ def _float_args(*args: ArrayLike) -> list[jax.Array]:
   return [a.astype(dtype) for a in arrays]
 
 
-def _judged(window: Window, p: jax.Array, fit_ok: jax.Array) -> jax.Array:
+def _judged(series: NormalisedSeries, p: jax.Array, fit_ok: jax.Array) -> jax.Array:
   """`p` where the window can be judged, else 1 ("no evidence")."""
   judged = (
-      window.usable
-      & ~window.constant
-      & (window.count >= MIN_OBSERVATIONS)
+      series.usable
+      & ~series.constant
+      & (series.count >= MIN_OBSERVATIONS)
       & fit_ok
       & ~jnp.isnan(p)
   )
   return jnp.where(judged, p, jnp.ones_like(p))
 
 
-def _exponential_p_value(window: Window) -> jax.Array:
-  line = fit_normalised_line(window)
-  sse_lin = jnp.maximum(line.sse, window.sse_floor)
-  sse_exp = jnp.maximum(exponential_sse(window), window.sse_floor)
-  dfd = jnp.maximum(window.count - 3, 1).astype(sse_lin.dtype)
+def _exponential_p_value(series: NormalisedSeries) -> jax.Array:
+  line = fit_normalised_line(series)
+  sse_lin = jnp.maximum(line.sse, series.sse_floor)
+  sse_exp = jnp.maximum(exponential_sse(series), series.sse_floor)
+  dfd = jnp.maximum(series.count - 3, 1).astype(sse_lin.dtype)
   f = (sse_lin - sse_exp) / (sse_exp / dfd)
   p = f_sf(f, jnp.ones_like(dfd), dfd)
-  return _judged(window, p, sse_exp < sse_lin)
+  return _judged(series, p, sse_exp < sse_lin)
 
 
-def _plateau_p_value(window: Window) -> jax.Array:
-  line = fit_normalised_line(window)
-  df = jnp.maximum(window.count - 2, 1).astype(line.sse.dtype)
+def _plateau_p_value(series: NormalisedSeries) -> jax.Array:
+  line = fit_normalised_line(series)
+  df = jnp.maximum(series.count - 2, 1).astype(line.sse.dtype)
   # The floor keeps the standard error positive on a perfect line (t -> -big,
   # p -> 0 for a decreasing one) without inventing precision the data lacks.
-  sse = jnp.maximum(line.sse, window.sse_floor)
+  sse = jnp.maximum(line.sse, series.sse_floor)
   stderr = jnp.sqrt(sse / df / jnp.where(line.s_ss > 0, line.s_ss, 1))
   p = t_cdf(line.slope / stderr, df)
-  return _judged(window, p, line.s_ss > 0)
+  return _judged(series, p, line.s_ss > 0)
 
 
 @jax.jit

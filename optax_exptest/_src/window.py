@@ -5,7 +5,7 @@ window is `W = round(2 sqrt(2) L0 / (e eta))` and the tested window holds
 `N = max(4, round(c_w W))` losses, `c_w` the mini-batch correction measured
 over the first `W` steps after each rate change (`correction.py`; `c_w = 1`
 without it). The losses go into a block-averaging buffer of fixed capacity
-(`loss_window.py`).
+(`block_sums.py`).
 
 The loss scale. The paper's `W` assumes a loss that decays to 0 from its
 first value `L0`. Here `L0` is measured from `loss_floor` (0 by default, the
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from optax_exptest._src import fits
-from optax_exptest._src import loss_window
+from optax_exptest._src import block_sums
 
 # Windows are counted in int32; this cap keeps `round(c_w * W)` representable.
 MAX_WINDOW = 2**30
@@ -45,7 +45,7 @@ class WindowState(NamedTuple):
   """The current window.
 
   Attributes:
-    losses: the block-averaged losses recorded so far (`loss_window`).
+    losses: the block-averaged losses recorded so far (`block_sums`).
     loss_scale: `L0`, the scale of the loss (0 until a finite loss is seen).
     base_length: `W`, the paper's window at the current rate (int32).
     length: `N`, the number of losses the window is tested at (int32);
@@ -65,7 +65,7 @@ class WindowState(NamedTuple):
       loss (0 until then), the gradients' scale as `L0` is the loss's.
   """
 
-  losses: loss_window.LossWindow
+  losses: block_sums.BlockSums
   loss_scale: jax.Array
   base_length: jax.Array
   length: jax.Array
@@ -128,7 +128,7 @@ def init(
 ) -> WindowState:
   """An empty window whose scale the first finite loss fixes."""
   return WindowState(
-      losses=loss_window.empty(capacity, dtype),
+      losses=block_sums.empty(capacity, dtype),
       loss_scale=jnp.zeros((), dtype),
       base_length=jnp.asarray(MAX_WINDOW, jnp.int32),
       length=jnp.asarray(MAX_WINDOW, jnp.int32),
@@ -146,7 +146,7 @@ def record(
 ) -> WindowState:
   """Adds this step's loss, unless the step is skipped (the per-step path)."""
   return window._replace(
-      losses=loss_window.push(window.losses, value, include=~skipped)
+      losses=block_sums.push(window.losses, value, include=~skipped)
   )
 
 
@@ -160,7 +160,7 @@ def restart(
       MAX_WINDOW,
   ).astype(jnp.int32)
   return _with_next_event(window._replace(
-      losses=loss_window.clear(window.losses),
+      losses=block_sums.clear(window.losses),
       base_length=w,
       length=_test_length(w),
       measuring=jnp.asarray(measuring),
@@ -221,14 +221,14 @@ def is_complete(window: WindowState) -> jax.Array:
 def after_test(window: WindowState) -> WindowState:
   """The next window after a passed test: same length, no losses yet."""
   return _with_next_event(
-      window._replace(losses=loss_window.clear(window.losses))
+      window._replace(losses=block_sums.clear(window.losses))
   )
 
 
 def make_room(window: WindowState) -> WindowState:
   """Merges the buffer's slots pairwise when it is full."""
-  merged = loss_window.merge(window.losses)
-  full = loss_window.is_full(window.losses)
+  merged = block_sums.merge(window.losses)
+  full = block_sums.is_full(window.losses)
   losses = jax.tree.map(
       lambda a, b: jnp.where(full, a, b), merged, window.losses
   )

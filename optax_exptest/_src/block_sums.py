@@ -27,12 +27,12 @@ import jax
 import jax.numpy as jnp
 
 
-class LossWindow(NamedTuple):
+class BlockSums(NamedTuple):
   """Block sums of the losses of the current window.
 
   Attributes:
     sums: shape `(capacity,)`, the sum of the losses in each slot.
-    count: int32 scalar, the number of losses in the window.
+    count: int32 scalar, the number of losses in the buffer.
     block_size: int32 scalar, the number of losses per (full) slot, a power
       of two.
   """
@@ -42,23 +42,23 @@ class LossWindow(NamedTuple):
   block_size: jax.Array
 
 
-def empty(capacity: int, dtype: jnp.dtype) -> LossWindow:
+def empty(capacity: int, dtype: jnp.dtype) -> BlockSums:
   """Returns an empty window with `capacity` slots of `dtype`."""
-  return LossWindow(
+  return BlockSums(
       sums=jnp.zeros((capacity,), dtype),
       count=jnp.zeros((), jnp.int32),
       block_size=jnp.ones((), jnp.int32),
   )
 
 
-def clear(window: LossWindow) -> LossWindow:
+def clear(buffer: BlockSums) -> BlockSums:
   """Returns an empty window of the same capacity and dtype."""
-  return empty(window.sums.shape[0], window.sums.dtype)
+  return empty(buffer.sums.shape[0], buffer.sums.dtype)
 
 
 def push(
-    window: LossWindow, value: jax.Array, include: jax.typing.ArrayLike = True
-) -> LossWindow:
+    buffer: BlockSums, value: jax.Array, include: jax.typing.ArrayLike = True
+) -> BlockSums:
   """Adds one loss to the window (the caller merges when `is_full`).
 
   With `include` False the window is returned as it was, so that a step can
@@ -66,39 +66,39 @@ def push(
   """
   include = jnp.asarray(include, bool)
   # Both are non-negative: truncating division, without floor's corrections.
-  slot = jax.lax.div(window.count, window.block_size)
-  value = jnp.where(include, value, 0).astype(window.sums.dtype)
-  sums = window.sums.at[slot].add(value)
-  return window._replace(
-      sums=sums, count=window.count + include.astype(window.count.dtype)
+  slot = jax.lax.div(buffer.count, buffer.block_size)
+  value = jnp.where(include, value, 0).astype(buffer.sums.dtype)
+  sums = buffer.sums.at[slot].add(value)
+  return buffer._replace(
+      sums=sums, count=buffer.count + include.astype(buffer.count.dtype)
   )
 
 
-def is_full(window: LossWindow) -> jax.Array:
+def is_full(buffer: BlockSums) -> jax.Array:
   """Whether the next `push` needs a `merge` first."""
-  return window.count >= window.sums.shape[0] * window.block_size
+  return buffer.count >= buffer.sums.shape[0] * buffer.block_size
 
 
-def merge(window: LossWindow) -> LossWindow:
+def merge(buffer: BlockSums) -> BlockSums:
   """Merges adjacent slots pairwise and doubles the block size."""
-  capacity = window.sums.shape[0]
-  padded = jnp.pad(window.sums, (0, capacity % 2))
+  capacity = buffer.sums.shape[0]
+  padded = jnp.pad(buffer.sums, (0, capacity % 2))
   merged = padded.reshape(-1, 2).sum(axis=1)
-  sums = jnp.zeros_like(window.sums).at[: merged.shape[0]].set(merged)
-  return window._replace(sums=sums, block_size=window.block_size * 2)
+  sums = jnp.zeros_like(buffer.sums).at[: merged.shape[0]].set(merged)
+  return buffer._replace(sums=sums, block_size=buffer.block_size * 2)
 
 
-def points(window: LossWindow) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Returns `(t, y, weights)` for a weighted fit over the window.
+def points(buffer: BlockSums) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Returns `(t, y, weights)` for a weighted fit over the buffer.
 
   `t` is the centre (in steps from the window's start) of each slot's block,
   `y` the mean loss of the block, and `weights` the number of losses in it
   (0 for unused slots, whose `t` and `y` are finite placeholders).
   """
-  capacity = window.sums.shape[0]
-  dtype = window.sums.dtype
-  start = jnp.arange(capacity, dtype=jnp.int32) * window.block_size
-  weights = jnp.clip(window.count - start, 0, window.block_size).astype(dtype)
-  y = window.sums / jnp.maximum(weights, 1)
+  capacity = buffer.sums.shape[0]
+  dtype = buffer.sums.dtype
+  start = jnp.arange(capacity, dtype=jnp.int32) * buffer.block_size
+  weights = jnp.clip(buffer.count - start, 0, buffer.block_size).astype(dtype)
+  y = buffer.sums / jnp.maximum(weights, 1)
   t = start.astype(dtype) + (jnp.maximum(weights, 1) - 1) / 2
   return t, y, weights

@@ -4,15 +4,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optax_exptest._src import loss_window
+from optax_exptest._src import block_sums
 
 
 def _fill(capacity, values):
-  window = loss_window.empty(capacity, jnp.float32)
+  window = block_sums.empty(capacity, jnp.float32)
   for v in values:
-    if loss_window.is_full(window):
-      window = loss_window.merge(window)
-    window = loss_window.push(window, jnp.float32(v))
+    if block_sums.is_full(window):
+      window = block_sums.merge(window)
+    window = block_sums.push(window, jnp.float32(v))
   return window
 
 
@@ -22,7 +22,7 @@ def test_points_are_block_means(capacity, length):
   rng = np.random.default_rng(capacity * 1000 + length)
   values = rng.normal(size=length).astype(np.float32)
   window = _fill(capacity, values)
-  t, y, w = map(np.asarray, loss_window.points(window))
+  t, y, w = map(np.asarray, block_sums.points(window))
   k = int(window.block_size)
   used = w > 0
   assert used.sum() <= capacity
@@ -44,7 +44,7 @@ def test_memory_is_independent_of_window_length():
 
 
 def test_clear_and_empty_slots_are_masked():
-  window = loss_window.clear(_fill(8, [np.inf, 1.0, 2.0]))
-  window = loss_window.push(window, jnp.float32(3.0))
-  t, y, w = loss_window.points(window)
+  window = block_sums.clear(_fill(8, [np.inf, 1.0, 2.0]))
+  window = block_sums.push(window, jnp.float32(3.0))
+  t, y, w = block_sums.points(window)
   assert float(w.sum()) == 1 and float(y[0]) == 3.0
