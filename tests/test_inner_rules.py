@@ -103,6 +103,30 @@ def test_adam_starts_where_its_first_loss_decrease_matches_gradient_descent():
   assert int(s.window.base_length) == int(p.window.base_length)
 
 
+@pytest.mark.parametrize("mask", [
+    {"w": True, "b": False}, lambda params: {"w": True, "b": False},
+], ids=["tree", "callable"])
+def test_masked_weight_decay_inside_inner_keeps_adams_rule(mask):
+  # AdamW's decay masks a tree of the parameters': the scalar probe cannot
+  # run it, a probe with the parameters' tree can.
+  loss, params, _ = logistic_problem()
+  adamw = optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(0.1, mask))
+  assert inner_rules.classify(adamw).kind == inner_rules.UNKNOWN
+  assert inner_rules.classify(adamw, params).kind == inner_rules.NORMALIZING
+  value, grads = jax.value_and_grad(loss)(params)
+
+  def after_first_step(inner):
+    tx = optax_exptest.exptest(0.5, inner=inner, sgd_correction=False)
+    return jax.jit(lambda p: tx.update(grads, tx.init(p), p, value=value)[1])(params)
+
+  state, adam = after_first_step(adamw), after_first_step(optax.scale_by_adam())
+  # At zero parameters the decay adds nothing: Adam's rate and window.
+  assert float(adam.learning_rate) < 0.5 / 2
+  np.testing.assert_allclose(
+      float(state.learning_rate), float(adam.learning_rate), rtol=1e-6)
+  assert int(state.window.base_length) == int(adam.window.base_length)
+
+
 def test_momentum_end_to_end_converges_without_collapse():
   loss, params = quadratic_problem(seed=3)
   flat = jax.flatten_util.ravel_pytree(params)[0]

@@ -569,6 +569,14 @@ class _Config(NamedTuple):
   capacity: int
   rule: inner_rules.InnerRule
 
+  def rule_for(self, params: optax.Params) -> inner_rules.InnerRule:
+    """The inner rule; probed again on `params`' tree when the scalar probe
+    could not tell (an inner with a mask over the parameters' tree)."""
+    if self.rule.kind != inner_rules.UNKNOWN:
+      return self.rule
+    leaves, treedef = jax.tree.flatten(params)
+    return _rule_for_tree(self.inner, treedef, tuple(jnp.ndim(x) for x in leaves))
+
   def hyperparameters(self, dtype: jnp.dtype) -> _Hyperparameters:
     factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
     return _Hyperparameters(*(
@@ -578,6 +586,18 @@ class _Config(NamedTuple):
             self.divergence_patience,
         )
     ))
+
+
+@functools.lru_cache(maxsize=64)
+def _rule_for_tree(
+    inner: optax.GradientTransformationExtraArgs,
+    treedef: Any,
+    ranks: tuple[int, ...],
+) -> inner_rules.InnerRule:
+  """`inner_rules.classify` on a tree of `treedef` (cached: `update` asks at
+  every eager call and every trace)."""
+  params = jax.tree.unflatten(treedef, [jnp.zeros((1,) * r) for r in ranks])
+  return inner_rules.classify(inner, params)
 
 
 class _Static(NamedTuple):
@@ -592,12 +612,12 @@ class _Static(NamedTuple):
   anchor_follows_windows: bool
 
   @classmethod
-  def of(cls, config: "_Config") -> "_Static":
+  def of(cls, config: "_Config", params: optax.Params) -> "_Static":
     return cls(
         inner=config.inner,
         sgd_correction=config.sgd_correction,
         reset=config.reset,
-        measures_rho=config.rule.measures_rho,
+        measures_rho=config.rule_for(params).measures_rho,
         anchor_follows_windows=not config.reset or config.anchor == "window",
     )
 
@@ -605,6 +625,7 @@ class _Static(NamedTuple):
 def _init(config: _Config, params: optax.Params) -> ExpTestState:
   """`init`: the starting rate, an empty window, the anchor."""
   dtype = _float_dtype(params)
+  rule = config.rule_for(params)
   zero = jnp.zeros((), jnp.int32)
   if config.sgd_correction:
     correction = correction_lib.init(params, dtype)
@@ -612,7 +633,7 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
     correction = correction_lib.CorrectionState(jnp.zeros((), dtype), ())
   return ExpTestState(
       learning_rate=jnp.asarray(
-          config.rule.start_rate(config.learning_rate), dtype
+          rule.start_rate(config.learning_rate), dtype
       ),
       phase=zero,
       num_cuts=zero,
@@ -624,7 +645,7 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       faults_in_a_row=zero,
       window=window_lib.init(
           config.capacity, dtype, measuring=config.sgd_correction,
-          rho=config.rule.rho,
+          rho=rule.rho,
       ),
       correction=correction,
       anchor_params=params,
@@ -707,7 +728,7 @@ def _update(
         grads, inner_state, params, value=value, **extra_args
     )
   return _record_decide_apply(
-      _Static.of(config), config.hyperparameters(dtype), grads, updates, inner_state,
+      _Static.of(config, params), config.hyperparameters(dtype), grads, updates, inner_state,
       state, params, value,
   )
 

@@ -90,17 +90,29 @@ class InnerRule(NamedTuple):
     return learning_rate
 
 
+def _probe_tree(params: Optional[optax.Params]) -> optax.Params:
+  """The probe's parameters: one float32 scalar, or `params`' tree of arrays
+  of one element each (for inners whose masks or options follow the
+  parameters' tree, such as `optax.masked`)."""
+  if params is None:
+    return jnp.zeros((1,), jnp.float32)
+  return jax.tree.map(
+      lambda x: jnp.zeros((1,) * jnp.ndim(x), jnp.float32), params
+  )
+
+
 def _responses(
-    inner: optax.GradientTransformation, size: float
+    inner: optax.GradientTransformation, size: float,
+    params: Optional[optax.Params] = None,
 ) -> list[float]:
-  """The inner's outputs for a constant scalar gradient `size`."""
-  params = jnp.zeros((1,), jnp.float32)
-  grads = jnp.full((1,), size, jnp.float32)
+  """The inner's outputs (its first entry) for a constant gradient `size`."""
+  params = _probe_tree(params)
+  grads = jax.tree.map(lambda x: jnp.full_like(x, size), params)
   state = inner.init(params)
   out = []
   for _ in range(_PROBE_STEPS):
     u, state = inner.update(grads, state, params, value=jnp.zeros(()))
-    (leaf,) = jax.tree.leaves(u)
+    leaf = jax.tree.leaves(u)[0]
     out.append(float(jnp.reshape(leaf, (-1,))[0]))
   return out
 
@@ -114,7 +126,10 @@ def _dc_gain(u: list[float]) -> float:
   return c - (c - b) ** 2 / second
 
 
-def classify(inner: Optional[optax.GradientTransformation]) -> InnerRule:
+def classify(
+    inner: Optional[optax.GradientTransformation],
+    params: Optional[optax.Params] = None,
+) -> InnerRule:
   """Finds the kind of `inner` by probing it on constant scalar gradients.
 
   Two constant gradients of sizes 0.25 and 4 go through six updates each,
@@ -123,8 +138,15 @@ def classify(inner: Optional[optax.GradientTransformation]) -> InnerRule:
   equal outputs mean a normalizing inner. Anything else, a probe that
   raises, or a gain that is not finite and positive, is `unknown`.
 
+  The probe's parameters are a single scalar, or with `params` a tree of
+  their structure (one-element arrays): an inner that needs the parameters'
+  tree, such as weight decay with a mask (`optax.masked`,
+  `optax.add_decayed_weights(wd, mask)`), fails on a scalar.
+
   Args:
     inner: the `inner` given to `exptest`, or None.
+    params: the parameters whose tree the probe copies, or None for a
+      scalar. Only their structure and ranks are read (they may be traced).
 
   Returns:
     The `InnerRule`.
@@ -138,13 +160,19 @@ def classify(inner: Optional[optax.GradientTransformation]) -> InnerRule:
     2.0
     >>> inner_rules.classify(optax.scale_by_rms()).kind
     'normalizing'
+    >>> import jax.numpy as jnp
+    >>> params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    >>> adamw = optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(
+    ...     0.1, mask={"w": True, "b": False}))
+    >>> inner_rules.classify(adamw).kind, inner_rules.classify(adamw, params).kind
+    ('unknown', 'normalizing')
   """
   if inner is None:
     return InnerRule(PLAIN)
   try:
     with jax.ensure_compile_time_eval():
-      small = _responses(optax.with_extra_args_support(inner), _SMALL)
-      large = _responses(optax.with_extra_args_support(inner), _LARGE)
+      small = _responses(optax.with_extra_args_support(inner), _SMALL, params)
+      large = _responses(optax.with_extra_args_support(inner), _LARGE, params)
   except Exception:  # pylint: disable=broad-except
     return InnerRule(UNKNOWN)
   if not all(math.isfinite(x) for x in small + large) or small[0] == 0:
