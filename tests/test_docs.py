@@ -113,12 +113,16 @@ def test_readme_links_into_the_design_land_on_headings():
     assert link in anchors, f"README links to docs/design.md#{link}, no such heading"
 
 
-def test_report_adds_unlisted_sections_and_marks_stale_runs(tmp_path):
+def test_report_adds_unlisted_sections_and_marks_stale_runs(tmp_path, monkeypatch):
   """A new experiment's Markdown gets its section; a stale run's rows are
   marked until its JSON carries a later date."""
   from benchmarks.lib import report  # pylint: disable=g-import-not-at-top
   (tmp_path / "bad_batches.md").write_text("# Bad batches\n\nbody of the new section\n")
-  entry = report.STALE["california"]
+  entry = report.Stale(
+      run="2026-11-22", change="a change of the library",
+      rows=("exptest_momentum",), current=("inner_rules", "california"),
+      cost="about 20 minutes on two cores")
+  monkeypatch.setitem(report.STALE, "california", entry)
   label = "ExpTest w/ mom."
   (tmp_path / "california.md").write_text(
       f"# Table 3\n\n| optimizer | 1 x eta_max |\n|---|---|\n| {label} | 0.5 |\n")
