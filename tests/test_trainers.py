@@ -99,9 +99,14 @@ def test_build_exptest_chains_weight_decay_inside():
   tx = optimizers.build_exptest(0.1, "momentum", weight_decay=0.5,
                                 weight_decay_mask=mask, sgd_correction=False)
   updates, state = tx.update(grads, tx.init(params), params, value=1.0)
+  # The masked decay does not hide momentum from the inner rule: the run
+  # starts where momentum alone does, (1 - beta) x the bound.
+  plain = optimizers.build_exptest(0.1, "momentum", sgd_correction=False)
+  rate = optax_exptest.exptest_summary(plain.init(params))["learning_rate"]
+  assert rate < 0.1
+  assert optax_exptest.exptest_summary(state)["learning_rate"] == pytest.approx(rate)
   # Zero gradients: the update is the decay alone, masked, times the rate.
-  np.testing.assert_allclose(updates["w"], -0.1 * 0.5 * np.ones((2, 2)), rtol=1e-6)
+  np.testing.assert_allclose(updates["w"], -rate * 0.5 * np.ones((2, 2)), rtol=1e-6)
   np.testing.assert_array_equal(updates["b"], np.zeros(2))
-  assert optax_exptest.exptest_summary(state)["learning_rate"] == pytest.approx(0.1)
   with pytest.raises(ValueError, match="inner must be one of"):
     optimizers.build_exptest(0.1, "lion")
