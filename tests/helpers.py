@@ -1,5 +1,7 @@
 """Small helpers shared by the tests (instead of copies in every file)."""
 import contextlib
+import importlib
+import json
 import logging
 import os
 
@@ -70,3 +72,15 @@ def sweep(values, default):
   skip = pytest.mark.skipif(
       not FULL, reason="a case of the full sweep: set OPTAX_EXPTEST_FULL=1")
   return [pytest.param(v, marks=() if v in default else skip) for v in values]
+
+
+def run_quick(name, tmp_path):
+  """Runs `name --quick` into `tmp_path`; returns its result and its JSON."""
+  module = importlib.import_module(f"benchmarks.{name}")
+  result = module.main(["--quick", "--out", str(tmp_path)])
+  record = json.loads((tmp_path / f"{name}_quick.json").read_text())
+  assert record["machine"]["jax"]
+  assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
+  # Quick runs never touch the committed summary.
+  assert not (tmp_path / "summary.json").exists()
+  return result, record

@@ -1,6 +1,5 @@
 """Smoke runs of the ExpTest experiments (`--quick`), so that they cannot rot."""
 import ast
-import importlib
 import json
 import pathlib
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks import __main__ as runner
+from helpers import run_quick
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -84,18 +84,6 @@ def test_teacher_student_problem():
   assert float(problems.student_mse(student, x, y, "sigmoid")) > 0
   with pytest.raises(ValueError, match="activation must be one of"):
     problems.teacher_student_data("tanh", 64)
-
-
-def run_quick(name, tmp_path):
-  """Runs `name --quick` into `tmp_path`; returns its result and its JSON."""
-  module = importlib.import_module(f"benchmarks.{name}")
-  result = module.main(["--quick", "--out", str(tmp_path)])
-  record = json.loads((tmp_path / f"{name}_quick.json").read_text())
-  assert record["machine"]["jax"]
-  assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
-  # Quick runs never touch the committed summary.
-  assert not (tmp_path / "summary.json").exists()
-  return result, record
 
 
 @pytest.mark.slow

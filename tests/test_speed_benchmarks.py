@@ -6,7 +6,7 @@ two files on different workers.
 import pytest
 
 from test_benchmarks import SPEED_EXPERIMENTS
-from test_benchmarks import run_quick
+from helpers import run_quick
 
 
 @pytest.mark.slow

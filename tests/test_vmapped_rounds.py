@@ -1,7 +1,6 @@
 """Tests of the vmapped rounds (`zoom`, `make_round`): one compile, sharding
 (one process and two), checkpoints and resume."""
 import doctest
-import importlib
 import json
 import os
 import socket
@@ -16,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from examples import zoom_multihost
 from helpers import log_compilations
+from helpers import run_quick
 from optax_exptest._src import checkpoint as checkpoint_module
 from optax_exptest._src import rewards
 from optax_exptest._src import vmapped_rounds as zoom_module
@@ -323,12 +323,8 @@ def test_docstring_examples(module):
 
 @pytest.mark.slow
 def test_benchmark_quick_run(tmp_path, capsys):
-  module = importlib.import_module("benchmarks.vmapped_rounds")
-  path = module.main(["--quick", "--out", str(tmp_path)])
+  path, data = run_quick("vmapped_rounds", tmp_path)
   assert path == tmp_path / "vmapped_rounds_quick.json"
-  data = json.loads(path.read_text())
-  assert "machine" in data
-  assert (tmp_path / "vmapped_rounds_quick.md").read_text().startswith("# ")
   assert data["layouts"][0]["ratio"]["median"] > 0
   assert "wrote" in capsys.readouterr().out
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers import run_quick
 from optax_exptest._src import arm_geometry
 from optax_exptest._src import pull_record
 from optax_exptest._src import zooming_search
@@ -471,13 +472,9 @@ def test_a_version_2_file_saved_before_the_split_loads():
 
 @pytest.mark.slow
 def test_benchmark_quick_run(tmp_path, capsys):
-  module = importlib.import_module("benchmarks.zooming_search")
-  path = module.main(["--quick", "--out", str(tmp_path)])
-  assert path == tmp_path / "zooming_search_quick.json"
-  data = json.loads(path.read_text())
-  assert "machine" in data
   name = "zooming_search"
-  assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
+  path, data = run_quick(name, tmp_path)
+  assert path == tmp_path / f"{name}_quick.json"
   assert (tmp_path / f"{name}_quick.png").stat().st_size > 10_000
   for result in data["results"].values():
     for method in data["methods"]:
@@ -488,7 +485,8 @@ def test_benchmark_quick_run(tmp_path, capsys):
   assert data["targets"] and set(data["ranks"]) == set(data["methods"])
   _check_common_random_numbers(data)
   (tmp_path / f"{name}_quick.md").unlink()
-  module.main(["--quick", "--from-json", "--out", str(tmp_path)])  # no training
+  importlib.import_module(f"benchmarks.{name}").main(
+      ["--quick", "--from-json", "--out", str(tmp_path)])  # no training
   assert "Targets:" in (tmp_path / f"{name}_quick.md").read_text()
   assert "wrote" in capsys.readouterr().out
 
