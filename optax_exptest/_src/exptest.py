@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_exptest._src import arguments
 from optax_exptest._src import collapse
 from optax_exptest._src import correction as correction_lib
 from optax_exptest._src import inner_rules
@@ -36,8 +37,6 @@ from optax_exptest._src.lazy_cond import lazy_cond
 from optax_exptest._src.lazy_cond import lazy_update
 from optax_exptest._src.window import MAX_WINDOW  # noqa: F401 (re-exported)
 from optax_exptest._src.window import window_size  # noqa: F401 (re-exported)
-
-DEFAULT_CAPACITY = 1024
 
 __all__ = ["Decision", "ExpTestState", "Phase", "exptest"]
 
@@ -120,84 +119,7 @@ class _Hyperparameters(NamedTuple):
 
 
 # ----------------------------------------------------------------------------
-# Checks of the factory's and update's arguments.
-
-
-def _concrete_float(name: str, value: Any) -> Optional[float]:
-  """`float(value)` for a concrete scalar, None when traced."""
-  if callable(value):
-    raise ValueError(
-        f"exptest: {name} must be a number, got the callable {value!r}:"
-        " ExpTest sets the rate itself; pass the rate it starts from."
-    )
-  if jnp.ndim(value) != 0:
-    raise ValueError(
-        f"exptest: {name} must be a scalar, got shape {jnp.shape(value)}; to"
-        " run several values at once, jax.vmap over a function that builds"
-        " exptest from one value."
-    )
-  try:
-    return float(value)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return None  # Traced (one value per vmapped arm): not checkable here.
-
-
-def _check_range(name: str, value: Any, low: float, high: float) -> None:
-  v = _concrete_float(name, value)
-  if v is not None and not low < v < high:
-    raise ValueError(
-        f"exptest: {name} must lie in ({low}, {high}), got {name}={value!r}."
-    )
-
-
-def _static_capacity(capacity: Any) -> int:
-  if capacity is None:
-    return DEFAULT_CAPACITY
-  try:
-    c = int(capacity)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    raise ValueError(
-        "exptest: capacity sets the shape of the state and must be a Python"
-        f" int, got {capacity!r}; under optax.inject_hyperparams pass"
-        " static_args=('capacity',)."
-    ) from None
-  if c != capacity or c < window_lib.MIN_WINDOW:
-    raise ValueError(
-        "exptest: capacity must be an int of at least 4 (the fits need 4"
-        f" points), got capacity={capacity!r}."
-    )
-  return c
-
-
-def _check_patience(patience: Any) -> None:
-  """An integer of at least 1 (may be traced: one per vmapped arm)."""
-  message = (
-      "exptest: divergence_patience must be an integer of at least 1 (the"
-      f" faults in a row that confirm a divergence), got {patience!r}."
-  )
-  if patience is None or isinstance(patience, (bool, str)):
-    raise ValueError(message)
-  v = _concrete_float("divergence_patience", patience)
-  if v is not None and not (v >= 1 and v == int(v)):
-    raise ValueError(message)
-
-
-def _check_update_args(value: Any, params: Any) -> None:
-  if value is None:
-    raise TypeError(
-        "exptest's update needs the training loss at `params`: call"
-        " tx.update(grads, state, params, value=loss)."
-    )
-  if jnp.ndim(value) != 0:
-    raise ValueError(
-        "exptest: value must be the scalar loss at `params`, got shape"
-        f" {jnp.shape(value)}."
-    )
-  if params is None:
-    raise ValueError(
-        "exptest needs the parameters (to return them to the anchor on a reset"
-        " or a divergence): call tx.update(grads, state, params, value=loss)."
-    )
+# The state's dtype.
 
 
 def _float_dtype(params: Any) -> jnp.dtype:
@@ -719,7 +641,7 @@ def _update(
     extra_args: dict[str, Any],
 ) -> tuple[optax.Updates, ExpTestState]:
   """`update`: the inner transformation, then `_record_decide_apply`."""
-  _check_update_args(value, params)
+  arguments.check_update_args(value, params)
   dtype = state.learning_rate.dtype
   value = jnp.asarray(value).astype(dtype)
   grads, inner_state = updates, state.inner_state
@@ -964,14 +886,14 @@ def exptest(
     and Tuning with Insights from Linearized Neural Networks, 2024,
     https://arxiv.org/abs/2411.16975
   """
-  _check_range("learning_rate", learning_rate, 0.0, math.inf)
-  _check_range("alpha", alpha, 0.0, 1.0)
-  _check_range("beta", beta, 0.0, 1.0)
+  arguments.check_range("learning_rate", learning_rate, 0.0, math.inf)
+  arguments.check_range("alpha", alpha, 0.0, 1.0)
+  arguments.check_range("beta", beta, 0.0, 1.0)
   if divergence_factor is not None:
-    _check_range("divergence_factor", divergence_factor, 1.0, math.inf)
-  _check_range("loss_floor", loss_floor, -math.inf, math.inf)
-  capacity = _static_capacity(capacity)
-  _check_patience(divergence_patience)
+    arguments.check_range("divergence_factor", divergence_factor, 1.0, math.inf)
+  arguments.check_range("loss_floor", loss_floor, -math.inf, math.inf)
+  capacity = arguments.static_capacity(capacity)
+  arguments.check_patience(divergence_patience)
   if anchor not in ("window", "init"):
     raise ValueError(
         f"exptest: anchor must be 'window' or 'init', got anchor={anchor!r}."

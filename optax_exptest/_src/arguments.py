@@ -1,0 +1,92 @@
+"""Checks of `exptest`'s arguments, with messages that say how to fix the call.
+
+Hyperparameters may be traced (one value per vmapped arm): only concrete
+values are range-checked. The shapes the state depends on (`capacity`) must
+be static.
+"""
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from optax_exptest._src.window import MIN_WINDOW
+
+DEFAULT_CAPACITY = 1024
+
+
+def concrete_float(name: str, value: Any) -> Optional[float]:
+  """`float(value)` for a concrete scalar, None when traced."""
+  if callable(value):
+    raise ValueError(
+        f"exptest: {name} must be a number, got the callable {value!r}:"
+        " ExpTest sets the rate itself; pass the rate it starts from."
+    )
+  if jnp.ndim(value) != 0:
+    raise ValueError(
+        f"exptest: {name} must be a scalar, got shape {jnp.shape(value)}; to"
+        " run several values at once, jax.vmap over a function that builds"
+        " exptest from one value."
+    )
+  try:
+    return float(value)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return None  # Traced (one value per vmapped arm): not checkable here.
+
+
+def check_range(name: str, value: Any, low: float, high: float) -> None:
+  v = concrete_float(name, value)
+  if v is not None and not low < v < high:
+    raise ValueError(
+        f"exptest: {name} must lie in ({low}, {high}), got {name}={value!r}."
+    )
+
+
+def static_capacity(capacity: Any) -> int:
+  if capacity is None:
+    return DEFAULT_CAPACITY
+  try:
+    c = int(capacity)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    raise ValueError(
+        "exptest: capacity sets the shape of the state and must be a Python"
+        f" int, got {capacity!r}; under optax.inject_hyperparams pass"
+        " static_args=('capacity',)."
+    ) from None
+  if c != capacity or c < MIN_WINDOW:
+    raise ValueError(
+        "exptest: capacity must be an int of at least 4 (the fits need 4"
+        f" points), got capacity={capacity!r}."
+    )
+  return c
+
+
+def check_patience(patience: Any) -> None:
+  """An integer of at least 1 (may be traced: one per vmapped arm)."""
+  message = (
+      "exptest: divergence_patience must be an integer of at least 1 (the"
+      f" faults in a row that confirm a divergence), got {patience!r}."
+  )
+  if patience is None or isinstance(patience, (bool, str)):
+    raise ValueError(message)
+  v = concrete_float("divergence_patience", patience)
+  if v is not None and not (v >= 1 and v == int(v)):
+    raise ValueError(message)
+
+
+def check_update_args(value: Any, params: Any) -> None:
+  if value is None:
+    raise TypeError(
+        "exptest's update needs the training loss at `params`: call"
+        " tx.update(grads, state, params, value=loss)."
+    )
+  if jnp.ndim(value) != 0:
+    raise ValueError(
+        "exptest: value must be the scalar loss at `params`, got shape"
+        f" {jnp.shape(value)}."
+    )
+  if params is None:
+    raise ValueError(
+        "exptest needs the parameters (to return them to the anchor on a reset"
+        " or a divergence): call tx.update(grads, state, params, value=loss)."
+    )
