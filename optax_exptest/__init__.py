@@ -13,7 +13,14 @@
   rates whose arms train many at a time with `jax.vmap`, sharded over devices
   (arXiv 2409.09783); `zooming` holds it and its reward helpers.
 * `datasets`: loaders of MNIST, California housing and TFDS datasets for the
-  examples and benchmarks, imported on first use (`optax_exptest.datasets`).
+  examples and benchmarks.
+* `flax_utils`: a `flax.linen` `TrainState` that passes the loss (extra
+  `[flax]`); `integrations`: zooming inside Optuna and Ray Tune; `plotting`:
+  a run's loss with ExpTest's decisions marked (extra `[plots]`).
+
+The last four are imported on first use (`optax_exptest.plotting.plot_run`
+works after `import optax_exptest` alone), so that training code pays only
+for what it uses.
 """
 
 from optax_exptest import stats
@@ -35,9 +42,10 @@ from optax_exptest._src.zooming_search import ZoomingSearch
 
 __version__ = "0.1.0"
 
-# Submodules imported on first access: training code that never loads data
-# does not pay for the loaders (file and network I/O, TFDS glue).
-_LAZY_SUBMODULES = ("datasets",)
+# Submodules imported on first access: training code that never loads data,
+# plots or uses Flax's linen does not pay for them (file and network I/O, TFDS
+# glue, matplotlib, Flax), and `import optax_exptest` needs none of the extras.
+_LAZY_SUBMODULES = ("datasets", "flax_utils", "integrations", "plotting")
 
 
 def __getattr__(name: str):
@@ -48,9 +56,17 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-  return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+  # `flax_utils` raises ImportError without Flax: listed only where it imports,
+  # so that `help(optax_exptest)` and `inspect.getmembers` (which call getattr
+  # on every listed name) work without the extra.
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  lazy = [m for m in _LAZY_SUBMODULES
+          if m != "flax_utils" or importlib.util.find_spec("flax") is not None]
+  return sorted(set(globals()) | set(lazy))
 
 
+# `flax_utils` is not in `__all__`: `from optax_exptest import *` would then
+# need Flax.
 __all__ = [
     "DECISION_COLORS",
     "Decision",
@@ -62,10 +78,12 @@ __all__ = [
     "exptest",
     "exptest_summary",
     "find_exptest_state",
+    "integrations",
     "loss_curve_reward",
     "loss_reward",
     "lr_upper_bound",
     "lr_upper_bound_from_model",
+    "plotting",
     "stats",
     "zoom",
     "zooming",

@@ -7,8 +7,10 @@ import pytest
 from flax import nnx
 import flax.linen as nn
 import flax.serialization
+from flax.training import train_state
 
 import optax_exptest
+from optax_exptest import flax_utils
 from optax_exptest.flax_utils import TrainState
 
 from helpers import assert_trees_all_close
@@ -100,6 +102,91 @@ def test_summary_of_a_chain_and_of_vmapped_arms():
   assert len(set(batched["window_length"])) == 3
   with pytest.raises(ValueError, match="ExpTestState"):
     optax_exptest.exptest_summary(optax.sgd(0.1).init(params))
+
+
+def test_summary_finds_the_state_where_flax_dropped_its_types():
+  """`nnx.state(optimizer)` and state dicts hold the state as mappings."""
+  model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+  tx = optax.chain(optax.clip(1.0), optax_exptest.exptest(0.1, inner=optax.trace(0.9)))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  grads = nnx.grad(lambda m: jnp.sum(m(jnp.ones((2, 3))) ** 2))(model)
+  optimizer.update(model, grads, value=jnp.float32(2.0))
+  expected = optax_exptest.exptest_summary(optimizer)
+  assert expected["step"] == 1
+  forms = {
+      "nnx.state": nnx.state(optimizer),
+      "nnx.to_pure_dict": nnx.to_pure_dict(nnx.state(optimizer)),
+      "to_state_dict": flax.serialization.to_state_dict(optimizer.opt_state),
+  }
+  for name, form in forms.items():
+    assert optax_exptest.exptest_summary(form) == expected, name
+  rebuilt = optax_exptest.find_exptest_state(forms["nnx.state"])
+  assert isinstance(rebuilt, optax_exptest.ExpTestState)
+  assert type(rebuilt.window).__name__ == "WindowState"
+  assert isinstance(rebuilt.learning_rate, jax.Array)
+  # A state without ExpTest still names what to pass.
+  with pytest.raises(ValueError, match="found 0 in a State.*nnx.state"):
+    optax_exptest.exptest_summary(nnx.state(model))
+
+
+def _linen_problem():
+  x, y = _regression_data()
+  model = nn.Dense(1)
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  loss_fn = lambda p: jnp.mean((model.apply({"params": p}, x) - y) ** 2)
+  return model, params, loss_fn
+
+
+def test_flax_stock_train_state_and_the_routes_that_pass_the_loss():
+  model, params, loss_fn = _linen_problem()
+  tx = optax_exptest.exptest(0.5, sgd_correction=False)
+  stock = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  loss, grads = jax.value_and_grad(loss_fn)(params)
+  # Flax's own apply_gradients never passes the loss to the update: today's
+  # error is ExpTest's generic one (flax_utils's docstring gives the routes).
+  with _needs_the_loss():
+    stock.apply_gradients(grads=grads, value=loss)
+  # Route 1: the module's function on Flax's stock state, whose type it keeps.
+  routed = flax_utils.apply_gradients(stock, grads=grads, value=loss)
+  assert type(routed) is train_state.TrainState and int(routed.step) == 1
+  # Route 2: our TrainState; both equal a plain Optax step.
+  ours = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  ours = ours.apply_gradients(grads=grads, value=loss)
+  updates, opt_state = tx.update(grads, tx.init(params), params, value=loss)
+  for state in (routed, ours):
+    assert_trees_all_close(state.params, optax.apply_updates(params, updates), rtol=1e-6)
+    assert_trees_all_close(state.opt_state, opt_state, rtol=1e-6)
+  # A user's subclass with a field of its own keeps it, replaced as in Flax.
+
+  class WithStats(train_state.TrainState):
+    batch_stats: dict
+
+  custom = WithStats.create(apply_fn=model.apply, params=params, tx=tx,
+                            batch_stats={"mean": jnp.zeros(1)})
+  custom = flax_utils.apply_gradients(custom, grads=grads, value=loss,
+                                      batch_stats={"mean": jnp.ones(1)})
+  assert type(custom) is WithStats and float(custom.batch_stats["mean"][0]) == 1.0
+  assert_trees_all_close(custom.params, ours.params, rtol=1e-6)
+
+
+def _needs_the_loss():
+  return pytest.raises(TypeError, match=r"needs the training loss.*value=loss")
+
+
+def test_train_state_overwrites_with_gradient_as_flax_does():
+  """Params with Flax's overwrite-with-gradient collection (fp8 scales): the
+  optimizer sees `params["params"]`, the collection takes the gradient."""
+  owg = train_state.OVERWRITE_WITH_GRADIENT
+  params = {"params": {"w": jnp.ones(3)}, owg: {"scale": jnp.ones(())}}
+  tx = optax_exptest.exptest(0.1, sgd_correction=False)
+  state = TrainState.create(apply_fn=None, params=params, tx=tx)
+  grads = {"params": {"w": jnp.full(3, 2.0)}, owg: {"scale": jnp.array(5.0)}}
+  state = state.apply_gradients(grads=grads, value=jnp.float32(1.0))
+  updates, _ = tx.update(grads["params"], tx.init(params["params"]), params["params"],
+                         value=jnp.float32(1.0))
+  assert_trees_all_close(state.params["params"],
+                         optax.apply_updates(params["params"], updates), rtol=1e-6)
+  assert float(state.params[owg]["scale"]) == 5.0
 
 
 def _checkpoint_problem():

@@ -1,9 +1,11 @@
 """ExpTest's state as plain numbers, for loggers and progress bars."""
 
+import collections.abc
 import types
 from typing import Any, Mapping, Union
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from optax_exptest._src.decision import Decision, Phase
@@ -27,11 +29,63 @@ DECISION_COLORS: Mapping[Decision, str] = types.MappingProxyType({
 })
 
 
+# The fields `exptest_summary` reads: a mapping that holds them all is an
+# `ExpTestState` whose NamedTuple types were dropped on the way, as
+# `nnx.state(optimizer)`, `nnx.to_pure_dict` and
+# `flax.serialization.to_state_dict` (a checkpoint read without a target) do.
+_SUMMARY_FIELDS = frozenset(ExpTestState._fields[:8]) | {"window"}
+
+
+def _is_named_tuple_type(annotation: Any) -> bool:
+  return isinstance(annotation, type) and issubclass(annotation, tuple) and hasattr(
+      annotation, "_fields")
+
+
+def _from_mapping(cls: type, mapping: Mapping) -> Any:
+  """`cls` (a NamedTuple type) rebuilt from a mapping of its field names.
+
+  Fields annotated with a NamedTuple type are rebuilt the same way, other
+  subtrees (the anchor, the inner's state) are kept as they are, and single
+  values become arrays (Flax's variables hold them). A field that the mapping
+  lacks (an empty subtree, which `nnx.state` drops) becomes `()`.
+  """
+  values = {}
+  for name in cls._fields:
+    value = mapping.get(name, ())
+    annotation = cls.__annotations__.get(name)
+    if _is_named_tuple_type(annotation) and isinstance(value, collections.abc.Mapping):
+      value = _from_mapping(annotation, value)
+    elif not isinstance(value, (collections.abc.Mapping, list, tuple)):
+      value = jnp.asarray(value)
+    values[name] = value
+  return cls(**values)
+
+
+def _mappings_with_state(tree: Any) -> list[Mapping]:
+  """The mappings inside `tree` (nested mappings, lists and tuples) that hold
+  an `ExpTestState`'s fields by name."""
+  if isinstance(tree, collections.abc.Mapping):
+    if _SUMMARY_FIELDS <= set(tree):
+      return [tree]
+    children = tree.values()
+  elif isinstance(tree, (list, tuple)):
+    children = tree
+  else:
+    return []
+  return [m for child in children for m in _mappings_with_state(child)]
+
+
 def find_exptest_state(opt_state: Any) -> ExpTestState:
   """The `ExpTestState` inside an optimizer state (a chain, a Flax wrapper).
 
+  Also finds it where its NamedTuple types were dropped: in
+  `nnx.state(optimizer)` (or `nnx.to_pure_dict` of it) and in a state dict
+  (`flax.serialization.to_state_dict`, a checkpoint restored without a
+  target); the state is then rebuilt from the fields' names.
+
   Args:
-    opt_state: an optimizer state holding exactly one `ExpTestState`.
+    opt_state: an optimizer state holding exactly one `ExpTestState`: an
+      Optax state, an `nnx.Optimizer`, `nnx.state(optimizer)`, a state dict.
 
   Returns:
     That state.
@@ -52,10 +106,14 @@ def find_exptest_state(opt_state: Any) -> ExpTestState:
       )
       if isinstance(x, ExpTestState)
   ]
+  if not found:
+    found = [_from_mapping(ExpTestState, m) for m in _mappings_with_state(opt_state)]
   if len(found) != 1:
     raise ValueError(
-        f"expected one ExpTestState in the optimizer state, found {len(found)}:"
-        " pass the state of an optimizer built with optax_exptest.exptest."
+        f"expected one ExpTestState in the optimizer state, found {len(found)}"
+        f" in a {type(opt_state).__name__}: pass the state of an optimizer built"
+        " with optax_exptest.exptest (an Optax state, an nnx.Optimizer,"
+        " nnx.state(optimizer) or a state dict of one)."
     )
   return found[0]
 
@@ -69,8 +127,9 @@ def _plain(x: Any) -> Union[Number, list]:
 def exptest_summary(opt_state: Any) -> dict[str, Any]:
   """ExpTest's current rate, phase and decisions as plain Python numbers.
 
-  Works on a bare `ExpTestState`, on one inside a chain or a Flax optimizer,
-  and on vmapped states (every entry is then a list, one value per arm).
+  Works on a bare `ExpTestState`, on one inside a chain or a Flax optimizer
+  (`optimizer`, `optimizer.opt_state` or `nnx.state(optimizer)`), on a state
+  dict, and on vmapped states (every entry is then a list, one value per arm).
   Call it outside `jit`: it copies the numbers to the host.
 
   Args:
