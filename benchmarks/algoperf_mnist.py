@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 import optax_exptest
+from optax_exptest import plotting
 from benchmarks.lib import common, optimizers, plots, trainers
 
 TARGET = 0.97
@@ -227,7 +228,7 @@ def markdown(out) -> str:
 
 def _decision_list(decisions, rates):
   """The steps where ExpTest decided something other than 'decreasing'."""
-  marked = set(plots.DECISION_STYLE)
+  marked = plotting.MARKED
   return [dict(step=int(i) + 1, decision=optax_exptest.Decision(int(d)).name.lower(),
                rate=float(rates[i]))
           for i, d in enumerate(decisions) if optax_exptest.Decision(int(d)) in marked]

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 import optax_exptest
+from optax_exptest import plotting
 from benchmarks.lib import common, optimizers, paper, plots, problems, trainers
 
 BATCH_SIZES = (32, 512, 2048)
@@ -82,7 +83,8 @@ def plot(first_losses, path):
       mean = losses[:, :horizon].mean(0)
       ax.plot(np.arange(1, len(mean) + 1), mean, color=f"C{i}", lw=1,
               label=f"batch {b}")
-      plots.mark_decisions(ax, decisions[:horizon], seen)
+      plotting.mark_decisions(ax, decisions[:horizon], seen=seen,
+                              label_prefix=plots.LABEL_PREFIX)
     ax.set_title(f"ExpTest, first {horizon} iterations (mean of seeds)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss")

@@ -33,6 +33,7 @@ import optax
 from flax import nnx
 
 import optax_exptest
+from optax_exptest import plotting
 from benchmarks.lib import common, optimizers, plots, trainers
 
 LAYERS, HEADS, WIDTH, BLOCK, BATCH = 2, 4, 64, 64, 32
@@ -257,7 +258,7 @@ def main(argv=None):
         record.setdefault("cuts", []).append(int(summary["num_cuts"]))
         record.setdefault("decision_steps", []).append(
             {str(int(i) + 1): optax_exptest.Decision(int(decisions[i])).name.lower()
-             for i in np.flatnonzero(np.isin(decisions, list(map(int, plots.DECISION_STYLE))))})
+             for i in np.flatnonzero(np.isin(decisions, list(map(int, plotting.MARKED))))})
         record.setdefault("loss_every_10", []).append(losses[::10].tolist())
         panels.append(dict(label=f"{label}, seed {seed}", losses=losses,
                            rates=rates, decisions=decisions))

@@ -8,7 +8,9 @@ grads, value=loss)` forwards the loss to ExpTest unchanged.
 
 Every step's ExpTest state goes to a CSV file through
 `optax_exptest.exptest_summary` (rate, phase, cuts, resets, p-value, window
-fill), plotted at the end next to the training loss.
+fill), plotted at the end: the loss with the decisions and the rate
+(`optax_exptest.plotting.plot_run` on those rows), the tests' p-values and
+the window's fill.
 
 Run: `python examples/flax_mnist_cnn.py [--epochs 3] [--inner adam]` (about 40 s an
 epoch on two CPU cores; about 98% test accuracy after 3 epochs with momentum, 98.7% with
@@ -134,25 +136,24 @@ def write_log(rows, path):
     writer.writeheader()
     writer.writerows(rows)
   import matplotlib
-  matplotlib.use("Agg")
+  matplotlib.use("Agg")  # a file, never a window
   import matplotlib.pyplot as plt
   column = lambda k: np.array([r[k] for r in rows], float)
   steps = column("step")
-  fig, axes = plt.subplots(4, 1, figsize=(8, 8), sharex=True)
-  axes[0].plot(steps, column("loss"), lw=0.5)
-  axes[0].set_ylabel("loss")
-  axes[0].set_yscale("log")
-  axes[1].step(steps, column("learning_rate"), where="post")
-  axes[1].set_ylabel("rate")
-  axes[1].set_yscale("log")
+  fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True,
+                           gridspec_kw=dict(height_ratios=(2, 1, 1)))
+  # The rows are `exptest_summary` dicts with the loss: plot_run reads the
+  # loss, the rate and the decisions from them.
+  optax_exptest.plotting.plot_run(rows, ax=axes[0], log_loss=True)
+  axes[0].set_xlabel("")
   tested = column("decision") > 0
-  axes[2].scatter(steps[tested], column("p_value")[tested], s=12)
-  axes[2].axhline(0.05, color="k", ls=":", lw=0.8)
-  axes[2].set_ylabel("p-value of tests")
-  axes[2].set_yscale("symlog", linthresh=1e-4)
-  axes[3].plot(steps, column("window_fill"))
-  axes[3].set_ylabel("window fill")
-  axes[3].set_xlabel("step")
+  axes[1].scatter(steps[tested], column("p_value")[tested], s=12)
+  axes[1].axhline(0.05, color="k", ls=":", lw=0.8)
+  axes[1].set_ylabel("p-value of tests")
+  axes[1].set_yscale("symlog", linthresh=1e-4)
+  axes[2].plot(steps, column("window_fill"))
+  axes[2].set_ylabel("window fill")
+  axes[2].set_xlabel("step")
   fig.suptitle("ExpTest state per step (optax_exptest.exptest_summary)")
   fig.tight_layout()
   fig.savefig(path.with_suffix(".png"), dpi=110)

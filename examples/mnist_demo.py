@@ -6,8 +6,9 @@ from the bound `lr_upper_bound(x_train)` with alpha 0.05 and beta 0.33; inputs
 normalised by the global mean and std of the training pixels.
 
 Run with `make demo` (or `python examples/mnist_demo.py --help`). Prints the
-bound, every decision and the test accuracy; writes the run as JSON and the
-loss curve with the decisions marked as PNG.
+bound, every decision (at the update's number, the first update being step 1)
+and the test accuracy; writes the run as JSON and the loss curve with the
+decisions marked as PNG (`optax_exptest.plotting.plot_run`).
 """
 
 import argparse
@@ -96,7 +97,7 @@ def train(args, log=print):
   chunk_steps = max(1, steps_per_epoch // args.chunks_per_epoch)
   chunk = make_chunk(tx, jnp.asarray(x_train), jnp.asarray(y_train), args.batch_size)
 
-  losses, decisions = [], []
+  losses, rates, decisions = [], [], []
   rate = eta_max
   total = steps_per_epoch * args.epochs
   with tqdm(total=total, desc="ExpTest on MNIST", unit="step", disable=args.quiet) as bar:
@@ -106,20 +107,21 @@ def train(args, log=print):
       for first in range(0, steps_per_epoch, chunk_steps):
         n = min(chunk_steps, steps_per_epoch - first)
         batch = perm[first * args.batch_size:(first + n) * args.batch_size]
-        (params, state), (values, codes, p_values, rates) = chunk(params, state, batch)
-        codes, p_values, rates = map(np.asarray, (codes, p_values, rates))
+        (params, state), (values, codes, p_values, rates_now) = chunk(params, state, batch)
+        codes, p_values, rates_now = map(np.asarray, (codes, p_values, rates_now))
         for i in np.nonzero(codes)[0]:
-          step = len(losses) + int(i)
+          step = len(losses) + int(i) + 1  # the update's number, as exptest_summary's
           d = Decision(int(codes[i]))
           decisions.append(dict(
               step=step, decision=d.name.lower(), phase=PHASE_OF[d],
-              p_value=float(p_values[i]), old_rate=rate, new_rate=float(rates[i]),
+              p_value=float(p_values[i]), old_rate=rate, new_rate=float(rates_now[i]),
           ))
           line = (f"step {step:6d}  {PHASE_OF[d]:9s}  {d.name.lower():11s}"
-                  f"  p = {p_values[i]:.3g}  rate {rate:.4g} -> {rates[i]:.4g}")
+                  f"  p = {p_values[i]:.3g}  rate {rate:.4g} -> {rates_now[i]:.4g}")
           (bar.write if not args.quiet else log)(line)
-          rate = float(rates[i])
+          rate = float(rates_now[i])
         losses.extend(np.asarray(values).tolist())
+        rates.extend(rates_now.tolist())
         bar.update(n)
 
   test_acc = accuracy(params, jnp.asarray(x_test), jnp.asarray(y_test))
@@ -134,56 +136,25 @@ def train(args, log=print):
       ),
       eta_max=eta_max, decisions=decisions, final_learning_rate=rate,
       num_cuts=int(state.num_cuts), num_resets=int(state.num_resets),
-      test_accuracy=test_acc, train_loss=losses,
+      test_accuracy=test_acc, train_loss=losses, learning_rate=rates,
       seconds=time.perf_counter() - start,
   )
 
 
 def plot(run, path):
-  """The loss curve with ExpTest's decisions marked."""
+  """The loss curve with ExpTest's decisions marked (`optax_exptest.plotting`)."""
   import matplotlib
-  matplotlib.use("Agg")
+  matplotlib.use("Agg")  # a file, never a window
   import matplotlib.pyplot as plt
 
-  losses = np.asarray(run["train_loss"])
-  steps = np.arange(1, len(losses) + 1)
-  window = max(1, min(100, len(losses) // 20))
-  smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-  fig, ax = plt.subplots(figsize=(9, 4.5))
-  ax.plot(steps, losses, color="0.85", lw=0.5, label="mini-batch loss")
-  ax.plot(steps[window // 2: window // 2 + len(smooth)], smooth, color="C0",
-          label=f"moving average ({window} steps)")
-  rates = np.full(len(losses), run["eta_max"])
-  for d in run["decisions"]:
-    rates[d["step"]:] = d["new_rate"]
-  rate_ax = ax.twinx()
-  rate_ax.step(steps, rates, where="post", color="C4", lw=1.5)
-  rate_ax.set_yscale("log")
-  rate_ax.set_ylabel("learning rate", color="C4")
-  labels = {
-      "exponential": "exponential decay: tuning",
-      "restart": "no decay: cut + reset",
-      "plateau": "plateau: cut",
-      "diverged": "diverged: cut + reset",
-  }
-  seen = set()
-  for d in run["decisions"]:
-    if d["decision"] in labels:
-      label = labels[d["decision"]]
-      color = optax_exptest.DECISION_COLORS[Decision[d["decision"].upper()]]
-      ax.axvline(d["step"] + 1, color=color, ls="--", lw=1,
-                 label=None if label in seen else label)
-      seen.add(label)
-  ax.set_yscale("log")
-  ax.set_xscale("log")
-  ax.set_xlabel("step (log scale)")
-  ax.set_ylabel("training loss (cross-entropy)")
-  ax.set_title(f"ExpTest on MNIST: test accuracy {100 * run['test_accuracy']:.2f}%,"
-               f" eta_max {run['eta_max']:.4f}")
-  ax.legend(loc="lower left", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  ax = optax_exptest.plotting.plot_run(
+      run["train_loss"], run["decisions"], run["learning_rate"], log_steps=True,
+      loss_label="training loss (cross-entropy)",
+      title=f"ExpTest on MNIST: test accuracy {100 * run['test_accuracy']:.2f}%,"
+            f" eta_max {run['eta_max']:.4f}")
+  ax.figure.tight_layout()
+  ax.figure.savefig(path, dpi=120)
+  plt.close(ax.figure)
 
 
 def parse_args(argv=None):

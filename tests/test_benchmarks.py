@@ -160,16 +160,6 @@ def test_report_assembles_the_committed_results(tmp_path):
   assert "| ExpTest | none |" in updated and updated.endswith("rest\n")
 
 
-def test_one_colour_per_decision():
-  import optax_exptest
-  from benchmarks.lib import plots
-  colors = optax_exptest.DECISION_COLORS
-  assert set(colors) == set(optax_exptest.Decision) - {optax_exptest.Decision.NONE}
-  assert len(set(colors.values())) == len(colors)
-  for decision, (color, _) in plots.DECISION_STYLE.items():
-    assert color == colors[decision]
-
-
 @pytest.mark.slow
 def test_inner_rules_cnn_quick_run(tmp_path):
   from benchmarks import inner_rules

@@ -1,23 +1,18 @@
-"""Figures of the experiments (matplotlib, written as PNG)."""
+"""Figures of the experiments (matplotlib, written as PNG).
+
+ExpTest's decisions are drawn by the library's `optax_exptest.plotting`
+(`plot_run`, `mark_decisions`), as a user draws them.
+"""
 
 import pathlib
 
 import numpy as np
 
 from benchmarks.lib import common, optimizers
-from optax_exptest import DECISION_COLORS, Decision
+from optax_exptest import plotting
 
-# The decisions marked on loss curves (not DECREASING: it ends every tuning
-# window), in the library's colours.
-DECISION_STYLE = {
-    d: (DECISION_COLORS[d], label) for d, label in [
-        (Decision.EXPONENTIAL, "ExpTest: exponential decay, tuning"),
-        (Decision.RESTART, "ExpTest: no decay, cut + reset"),
-        (Decision.PLATEAU, "ExpTest: plateau, cut"),
-        (Decision.DIVERGED, "ExpTest: diverged, cut + reset"),
-        (Decision.SKIPPED, "ExpTest: fault skipped"),
-    ]
-}
+# Beside other optimizers' curves, a decision's legend says whose it is.
+LABEL_PREFIX = "ExpTest: "
 
 
 def pyplot():
@@ -25,18 +20,6 @@ def pyplot():
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt
-
-
-def mark_decisions(ax, decisions: np.ndarray, seen: set):
-  """Vertical lines at the steps where ExpTest cut, reset or switched phase."""
-  for step in np.nonzero(decisions)[0]:
-    style = DECISION_STYLE.get(Decision(int(decisions[step])))
-    if style is None:
-      continue
-    color, label = style
-    ax.axvline(step + 1, color=color, ls=":", lw=0.8,
-               label=None if label in seen else label)
-    seen.add(label)
 
 
 def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
@@ -78,7 +61,8 @@ def loss_panels(curves, factors, path: pathlib.Path, *, smooth: int, ylim=None,
                  color="k" if name == "exptest" else colors[i % len(colors)],
                  label=optimizers.OPTIMIZERS[name].label)
       if name == "exptest":
-        mark_decisions(panel, np.asarray(c["decisions"][row][0]), seen)
+        plotting.mark_decisions(panel, np.asarray(c["decisions"][row][0]), seen=seen,
+                                label_prefix=LABEL_PREFIX)
     panel.set_title(f"{f:g} x eta_max")
     panel.set_xlabel("step")
     if logy:
@@ -123,22 +107,11 @@ def decision_panels(runs, path: pathlib.Path, *, smooth: int, title: str = "",
   fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows),
                            squeeze=False)
   axes = axes.ravel()
-  seen = set()
   for ax, run in zip(axes, runs):
-    losses = np.asarray(run["losses"], float)
-    y = common.moving_average(losses[None], smooth)[0]
-    ax.plot(np.arange(len(y)) + smooth, y, color="k", lw=1.2, label="loss")
-    mark_decisions(ax, np.asarray(run["decisions"]), seen)
-    twin = ax.twinx()  # The rate on its own (log) axis: it moves by factors.
-    twin.plot(np.arange(1, len(losses) + 1), np.asarray(run["rates"], float),
-              color="C0", lw=1.0, alpha=0.7)
-    twin.set_yscale("log")
-    twin.set_ylabel("ExpTest's rate", color="C0")
+    plotting.plot_run(run["losses"], run["decisions"], run["rates"], ax=ax,
+                      smooth=smooth, raw=False, log_loss=logy, legend=False,
+                      loss_label=ylabel, rate_label="ExpTest's rate")
     ax.set_title(run["label"], fontsize=9)
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    if logy:
-      ax.set_yscale("log")
   for ax in axes[len(runs):]:
     ax.axis("off")
   handles, labels = [], []

@@ -196,8 +196,8 @@ def plot_run(losses: Any, decisions: Any = None, rates: Any = None, *,
     smooth: the moving average's window in steps (default: a twentieth of
       the run, at most 100; 1 draws the loss as it is).
     raw: draw the loss itself, in light grey, beneath its average.
-    log_loss: a logarithmic loss axis (default: when every finite loss is
-      positive).
+    log_loss: a logarithmic loss axis (default: when no finite loss is
+      negative, as for a squared error or a cross-entropy).
     log_steps: a logarithmic step axis.
     marked: the decisions to mark (default `MARKED`: all but `decreasing`).
     title, loss_label, rate_label: the labels.
@@ -236,14 +236,15 @@ def plot_run(losses: Any, decisions: Any = None, rates: Any = None, *,
     _, ax = plt.subplots(figsize=(9, 4.5))
   window = smooth if smooth is not None else max(1, min(100, len(losses) // 20))
   if window > 1 and raw:
-    ax.plot(steps, losses, color="0.8", lw=0.5, label=f"{loss_label} (each step)")
+    ax.plot(steps, losses, color="0.8", lw=0.5, label="each step")
   if window > 1:
     ax.plot(steps, _moving_average(losses, window), color="k", lw=1.2,
-            label=f"{loss_label} ({window}-step mean)")
+            label=f"{window}-step mean")
   else:
     ax.plot(steps, losses, color="k", lw=1.0, label=loss_label)
   finite = losses[np.isfinite(losses)]
-  if log_loss if log_loss is not None else (finite.size > 0 and finite.min() > 0):
+  if log_loss if log_loss is not None else (finite.size > 0 and finite.min() >= 0
+                                            and finite.max() > 0):
     ax.set_yscale("log")
   if log_steps:
     ax.set_xscale("log")

@@ -10,17 +10,30 @@
   rates (`arms_per_trial`).
 
 Optuna and Ray are imported when the class is first used: install
-`optax_exptest[bench]` for Optuna and `optax_exptest[ray]` for Ray Tune.
+`optax_exptest[optuna]` for Optuna and `optax_exptest[ray]` for Ray Tune.
 """
 
 __all__ = ("ZoomingSampler", "ZoomingSearcher")
 
 
+# Each class, the module that holds it, and the extra that installs its engine.
+_CLASSES = {
+    "ZoomingSampler": ("optax_exptest.integrations._optuna", "optuna"),
+    "ZoomingSearcher": ("optax_exptest.integrations._ray", "ray"),
+}
+
+
 def __getattr__(name):
-  if name == "ZoomingSampler":
-    from optax_exptest.integrations._optuna import ZoomingSampler  # pylint: disable=g-import-not-at-top
-    return ZoomingSampler
-  if name == "ZoomingSearcher":
-    from optax_exptest.integrations._ray import ZoomingSearcher  # pylint: disable=g-import-not-at-top
-    return ZoomingSearcher
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  if name not in _CLASSES:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  import importlib  # pylint: disable=g-import-not-at-top
+  module, extra = _CLASSES[name]
+  try:
+    return getattr(importlib.import_module(module), name)
+  except ModuleNotFoundError as e:
+    if e.name is None or e.name.split(".")[0] != extra:
+      raise
+    raise ImportError(
+        f"optax_exptest.integrations.{name} needs {extra}: pip install"
+        f" \"optax_exptest[{extra}]\"."
+    ) from e
