@@ -1,8 +1,10 @@
-"""Smoke runs of the speed benchmarks (`step_time`, `gpu_suite`, `--quick`).
+"""Smoke runs of the speed benchmarks (`step_time`, `gpu_suite`, `import_time`, `--quick`).
 
 Beside tests/test_benchmarks.py, so that pytest-xdist's `loadfile` runs the
 two files on different workers.
 """
+import json
+
 import pytest
 
 from test_benchmarks import SPEED_EXPERIMENTS
@@ -27,3 +29,17 @@ def test_quick_run_reports_ratios(name, tmp_path):
     assert [r["arms"] for r in rounds] == [1, 4]
     assert all(r["vmapped_seconds"] > 0 and r["sequential_seconds"] > 0 for r in rounds)
     assert record["vgg_epochs_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_import_time_quick_run_compares_two_trees(tmp_path):
+  from benchmarks import import_time
+  result = import_time.main(["--quick", "--against", "HEAD", "--out", str(tmp_path)])
+  record = json.loads((tmp_path / "import_time_quick.json").read_text())
+  assert record["samples"] == 3 and record["against"] == "HEAD"
+  assert set(record["medians"]) == {"this tree", "HEAD"} and result["ratio"] > 0
+  # Each tree's own library was imported, and no extra's package with it.
+  files = {name: {r["file"] for r in rs} for name, rs in result["records"].items()}
+  assert files["this tree"] == {str(import_time.ROOT / "optax_exptest" / "__init__.py")}
+  assert not files["HEAD"] & files["this tree"]
+  assert all(r["extras"] == [] for rs in result["records"].values() for r in rs)
