@@ -89,26 +89,16 @@ print(f"test accuracy: {100 * float(acc):.2f}%  (the paper: 92.30 +- 0.07)")
 optax_exptest.exptest_summary(state)'''),
     new_code_cell('''for step in np.nonzero(decisions)[0]:
   d = optax_exptest.Decision(int(decisions[step]))
-  print(f"step {step:5d}  {d.name.lower():11s}  p = {p_values[step]:.3g}  rate -> {rates[step]:.4g}")'''),
+  print(f"step {step + 1:5d}  {d.name.lower():11s}  p = {p_values[step]:.3g}  rate -> {rates[step]:.4g}")'''),
     new_markdown_cell("""## 3. The loss curve with the decisions
 
-Green: exponential decay detected (searching ends); red: no decay, rate cut
-and parameters reset; orange: plateau, rate cut; grey: the loss still
-decreases, rate kept."""),
-    new_code_cell('''colors = optax_exptest.DECISION_COLORS  # by decision code
-steps = np.arange(1, len(losses) + 1)
-smooth = np.convolve(losses, np.ones(50) / 50, mode="valid")
-fig, ax = plt.subplots(figsize=(9, 4))
-ax.plot(steps, losses, color="0.85", lw=0.5, label="mini-batch loss")
-ax.plot(steps[49:], smooth, label="moving average (50 steps)")
-for step in np.nonzero(decisions)[0]:
-  ax.axvline(step + 1, color=colors[int(decisions[step])], ls="--", lw=1)
-rate_ax = ax.twinx()
-rate_ax.step(steps, rates, where="post", color="C4")
-rate_ax.set_ylabel("learning rate", color="C4")
-ax.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss",
-       title="ExpTest on MNIST")
-ax.legend(loc="lower left")
+`optax_exptest.plotting.plot_run` draws the loss (and its moving average),
+the rate, and each decision in `optax_exptest.DECISION_COLORS`. Green:
+exponential decay detected (searching ends); red: no decay, rate cut and
+parameters reset; orange: plateau, rate cut. (It also takes the per-step
+`exptest_summary` dicts of the Flax notebook.)"""),
+    new_code_cell('''ax = optax_exptest.plotting.plot_run(losses, decisions, rates, smooth=50, log_steps=True,
+                                    title="ExpTest on MNIST")
 plt.show()'''),
 ]
 
@@ -228,17 +218,8 @@ acc = np.mean([np.mean(predict(model, x_test[i:i + 1000]) == y_test[i:i + 1000])
                for i in range(0, 10000, 1000)])
 print(f"test accuracy: {100 * acc:.2f}%")
 log[-1]'''),
-    new_code_cell('''steps = [r["step"] for r in log]
-fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-axes[0].plot(steps, [r["loss"] for r in log], lw=0.5)
-axes[0].set(yscale="log", ylabel="loss")
-axes[1].step(steps, [r["learning_rate"] for r in log], where="post")
-axes[1].set(yscale="log", ylabel="ExpTest's rate", xlabel="step")
-for r in log:
-  if r["decision_name"] in ("restart", "plateau", "diverged", "exponential"):
-    for ax in axes:
-      color = optax_exptest.DECISION_COLORS[optax_exptest.Decision[r["decision_name"].upper()]]
-      ax.axvline(r["step"], color=color, ls=":")
+    new_code_cell('''# The per-step summaries (with the loss) are a run plot_run reads as it is.
+ax = optax_exptest.plotting.plot_run(log, title="ExpTest with momentum: an nnx CNN on MNIST")
 plt.show()'''),
 ]
 

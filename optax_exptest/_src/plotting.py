@@ -169,6 +169,34 @@ def _moving_average(losses: np.ndarray, window: int) -> np.ndarray:
   return mean
 
 
+def _checked_run(losses: Any, decisions: Any, rates: Any, steps: Any):
+  """`plot_run`'s inputs as one run, checked before anything is drawn.
+
+  Returns:
+    The losses and their steps (1-D float arrays), the decisions as events
+    (`{"step", "decision"}` mappings; None without decisions) and the rates
+    (a 1-D float array or None).
+  """
+  record_steps = None
+  if _is_records(losses):
+    losses, decisions, rates, record_steps = _from_records(losses, decisions, rates)
+  losses = _one_run("losses", losses)
+  if steps is None:
+    steps = record_steps if record_steps is not None else np.arange(1, len(losses) + 1)
+  steps = _one_run("steps", steps)
+  lengths = {"steps": len(steps)}
+  if rates is not None:
+    rates = _one_run("rates", rates)
+    lengths["rates"] = len(rates)
+  for name, length in lengths.items():
+    if length != len(losses):
+      raise ValueError(f"plotting: {name} has {length} entries and losses {len(losses)}.")
+  events = None
+  if decisions is not None:
+    events = [dict(step=s, decision=d) for s, d in _decision_events(decisions, steps)]
+  return losses, steps, events, rates
+
+
 def plot_run(losses: Any, decisions: Any = None, rates: Any = None, *,
              steps: Any = None, ax: Any = None, smooth: Optional[int] = None,
              raw: bool = True, log_loss: Optional[bool] = None,
@@ -221,16 +249,7 @@ def plot_run(losses: Any, decisions: Any = None, rates: Any = None, *,
     >>> ax.get_title(), ax.get_yscale(), type(ax.figure).__name__
     ('a run', 'log', 'Figure')
   """
-  record_steps = None
-  if _is_records(losses):
-    losses, decisions, rates, record_steps = _from_records(losses, decisions, rates)
-  losses = _one_run("losses", losses)
-  if steps is None:
-    steps = record_steps if record_steps is not None else np.arange(1, len(losses) + 1)
-  steps = _one_run("steps", steps)
-  if len(steps) != len(losses):
-    raise ValueError(
-        f"plotting: steps has {len(steps)} entries and losses {len(losses)}.")
+  losses, steps, events, rates = _checked_run(losses, decisions, rates, steps)
   plt = _pyplot()
   if ax is None:
     _, ax = plt.subplots(figsize=(9, 4.5))
@@ -250,14 +269,10 @@ def plot_run(losses: Any, decisions: Any = None, rates: Any = None, *,
     ax.set_xscale("log")
   ax.set_xlabel("step (log scale)" if log_steps else "step")
   ax.set_ylabel(loss_label)
-  if decisions is not None:
-    mark_decisions(ax, decisions, steps=steps, marked=marked)
+  if events is not None:
+    mark_decisions(ax, events, marked=marked)
   handles, labels = ax.get_legend_handles_labels()
   if rates is not None:
-    rates = _one_run("rates", rates)
-    if len(rates) != len(losses):
-      raise ValueError(
-          f"plotting: rates has {len(rates)} entries and losses {len(losses)}.")
     twin = ax.twinx()  # The rate on its own (log) axis: it moves by factors.
     (line,) = twin.step(steps, rates, where="post", color="C0", lw=1.2, alpha=0.8)
     twin.set_yscale("log")
