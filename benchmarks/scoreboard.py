@@ -117,6 +117,12 @@ BAD_BATCHES_TOLERANCE = 0.2
 # Not run here (issue 28): `python -m benchmarks step_time`, single run.
 STEP_TIME_MAX_RATIO = 1.08
 
+# Sizes. The Flax CNN's full size (issue 28: `inner_rules --task cnn`), and
+# the default sizes of the two CNN tasks, where the full ones do not fit the
+# 20 minutes (module docstring); `--full` runs `--seeds` seeds and 3 epochs.
+CNN_FULL_EPOCHS = 3
+NNX_SEEDS, CNN_SEEDS, CNN_EPOCHS = 1, 1, 1
+
 INNER_LABELS = {"sgd": "none", "momentum": "momentum 0.9", "adam": "Adam"}
 
 
@@ -156,18 +162,24 @@ class ExpTest(NamedTuple):
 
 def _row(task: str, inner: str, metric: str, values, stat: str, target: str,
          passed: bool, *, threshold: float | None = None, size: str = "full",
-         **details) -> dict:
+         value: float | None = None, **details) -> dict:
   """One row: `values` per seed, their `stat` ("median" counts a run that
-  never reached the target, nan, as the slowest), the target (its text, and
-  the `threshold` the figure draws) and its result."""
+  never reached the target, nan, as the slowest; `value` if given), the
+  target (its text, and the `threshold` the figure draws), its result, and
+  the task's size ("full" or what it ran instead)."""
   values = [float(v) for v in values]
-  v = np.asarray(values)
-  value = (float(np.median(np.where(np.isnan(v), np.inf, v))) if stat == "median"
-           else float(np.mean(v)))
+  value = _statistic(values, stat) if value is None else value
   return dict(task=task, inner=inner, metric=metric, values=values, stat=stat,
-              value=value, target=target, passed=bool(passed), threshold=threshold,
-              size=size,
-              **details)
+              value=value, target=target, passed=bool(passed),
+              threshold=threshold, size=size, **details)
+
+
+def _statistic(values, stat: str) -> float:
+  """The mean, or the median counting a nan (never reached) as the slowest."""
+  v = np.asarray(values, float)
+  if stat == "median":
+    return float(np.median(np.where(np.isnan(v), np.inf, v)))
+  return float(np.mean(v))
 
 
 def _inners(args, inners: tuple[str, ...], quick: str) -> tuple[str, ...]:
@@ -211,16 +223,14 @@ def algoperf_task(exptest: ExpTest, args):
       acc_curves.append(acc.tolist())
       print("algoperf_mnist", inner, seed, finals[-1], steps_to[-1], flush=True)
     curves[inner] = dict(eval_steps=run.eval_steps.tolist(), accuracy=acc_curves)
-    median = _row("", "", "", steps_to, "median", "", False)["value"]
-    passed = (median <= ALGOPERF_MAX_MEDIAN_STEPS
+    passed = (_statistic(steps_to, "median") <= ALGOPERF_MAX_MEDIAN_STEPS
               and min(finals) >= ALGOPERF_TARGET_ACCURACY)
     budget = int(run.eval_steps[-1])
     rows.append(_row(
         "AlgoPerf MNIST", INNER_LABELS[inner], "steps to 0.97 (final val. acc.)",
         steps_to, "median",
         f"median <= {ALGOPERF_MAX_MEDIAN_STEPS:,}; every final >= {ALGOPERF_TARGET_ACCURACY}",
-        passed, threshold=ALGOPERF_MAX_MEDIAN_STEPS,
-        size="quick" if args.quick else "full", final=finals, budget=budget,
+        passed, threshold=ALGOPERF_MAX_MEDIAN_STEPS, final=finals, budget=budget,
         largest_rate=largest, final_rate=final_rates))
   return rows, dict(start=eta, epochs=epochs, curves=curves)
 
@@ -243,7 +253,7 @@ def nnx_tutorial_task(exptest: ExpTest, args):
     rows.append(_row(
         "Flax NNX tutorial (1 epoch)", INNER_LABELS[inner], "test accuracy (%)", acc,
         "mean", f"mean >= {floor:.2f}", _at_least(acc, floor), threshold=floor,
-        size="quick" if args.quick else size,
+        size=size,
         final_rate=[float(r["rates"][-1]) for r in runs],
         seconds_per_run=[r["seconds"] for r in runs]))
   return rows, dict(start=eta, steps=nnx_tutorial.steps_per_epoch(data),
@@ -258,9 +268,7 @@ def flax_cnn_task(exptest: ExpTest, args):
   eta = float(optax_exptest.lr_upper_bound(data[0].reshape(len(data[0]), -1)))
   epochs = 1 if args.quick else args.cnn_epochs
   seeds = _seeds(args, args.cnn_seeds)
-  if args.quick:
-    size = "quick"
-  elif epochs == CNN_FULL_EPOCHS and seeds >= args.seeds:
+  if epochs == CNN_FULL_EPOCHS and seeds >= args.seeds:
     size = "full"
   else:
     size = f"{seeds} seed{'s' * (seeds > 1)}" if epochs == CNN_FULL_EPOCHS else (
@@ -306,7 +314,7 @@ def char_gpt_task(exptest: ExpTest, args):
       "char_gpt", "Adam + weight decay 0.1", "final val. loss (nats)", losses, "mean",
       f"mean <= {CHAR_GPT_ADAMW_BEST} + {CHAR_GPT_MAX_GAP} and <= Prodigy {CHAR_GPT_PRODIGY}",
       bool(np.isfinite(mean) and mean <= ceiling), threshold=ceiling,
-      size="quick" if args.quick else "full", final_rate=final_rates)]
+      final_rate=final_rates)]
   return rows, dict(start=eta, steps=steps, label=label)
 
 
@@ -330,7 +338,7 @@ def mnist_logreg_task(exptest: ExpTest, args):
         "MNIST logistic regression", INNER_LABELS[inner], "test accuracy (%)", acc,
         "mean", f"mean >= {reference} - {MNIST_LOGREG_TOLERANCE}",
         _at_least(acc, reference - MNIST_LOGREG_TOLERANCE),
-        threshold=reference - MNIST_LOGREG_TOLERANCE, size="quick" if args.quick else "full",
+        threshold=reference - MNIST_LOGREG_TOLERANCE,
         final_rate=runs.learning_rate[:, -1].tolist()))
   return rows, dict(start=eta, epochs=epochs, steps=steps)
 
@@ -354,15 +362,14 @@ def california_task(exptest: ExpTest, args):
   print("california", final.tolist(), flush=True)
   collapsed = int(np.sum(~np.isfinite(final)
                          | (np.abs(final - CALIFORNIA_CONSTANT_PREDICTOR) < 1e-3)))
-  mean = float(np.mean(final[:CALIFORNIA_MEAN_SEEDS]))
+  mean = float(np.mean(final[:CALIFORNIA_MEAN_SEEDS]))  # Table 3's seeds
   ceiling = CALIFORNIA_REFERENCE + CALIFORNIA_TOLERANCE
   row = _row(
       "California housing", INNER_LABELS["momentum"], "final test MSE", final,
       "mean", f"mean of seeds 0-4 <= {CALIFORNIA_REFERENCE} + {CALIFORNIA_TOLERANCE};"
       f" none of {len(seeds)} collapsed ({CALIFORNIA_CONSTANT_PREDICTOR})",
       bool(np.isfinite(mean) and mean <= ceiling and not collapsed), threshold=ceiling,
-      size="quick" if args.quick else "full", collapsed=collapsed)
-  row["value"] = mean  # the target's mean: seeds 0-4, as Table 3's
+      value=mean, collapsed=collapsed)
   return [row], dict(start=eta, steps=steps)
 
 
@@ -392,7 +399,7 @@ def bad_batches_task(exptest: ExpTest, args):
           f"Bad batches ({100 * f:g} %)", INNER_LABELS[inner], "test accuracy (%)",
           acc, "mean", f"mean >= {BAD_BATCHES_REFERENCE[(inner, f)]} - {BAD_BATCHES_TOLERANCE}",
           _at_least(acc, floor), threshold=floor,
-          size="quick" if args.quick else "full", skipped=[r["skipped"] for r in cell], cuts=[r["cuts"] for r in cell]))
+          skipped=[r["skipped"] for r in cell], cuts=[r["cuts"] for r in cell]))
   return rows, dict(start=eta, steps=steps)
 
 
@@ -405,11 +412,6 @@ TASKS: dict[str, Callable] = {
     "california": california_task,
     "bad_batches": bad_batches_task,
 }
-# The Flax CNN's full size (issue 28: `inner_rules --task cnn`).
-CNN_FULL_EPOCHS = 3
-# The default sizes of the two CNN tasks, where the full ones do not fit the
-# 20 minutes (module docstring); `--full` runs `--seeds` seeds and 3 epochs.
-NNX_SEEDS, CNN_SEEDS, CNN_EPOCHS = 1, 1, 1
 
 
 # ----------------------------------------------------------------------------
@@ -581,6 +583,8 @@ def main(argv=None):
   for task in args.tasks:
     tic, cpu = time.perf_counter(), time.process_time()
     task_rows, details = TASKS[task](exptest, args)
+    for row in task_rows if args.quick else ():
+      row["size"] = "quick"
     rows += task_rows
     tasks[task] = dict(details, wall_seconds=time.perf_counter() - tic,
                        cpu_seconds=time.process_time() - cpu)
