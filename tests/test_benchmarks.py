@@ -153,6 +153,9 @@ def test_report_assembles_the_committed_results(tmp_path):
   for title in ("Table 1", "Table 2", "Table 3", "Mini-batch size", "Wall time"):
     assert title in text
   assert "paper:" in text and "## Where and why we differ" in text
+  # The scoreboard's baseline, an experiment outside `report.ORDER`.
+  assert "## Scoreboard `scoreboard_paper`" in text
+  assert "(results/scoreboard_paper.png)" in text
   readme = tmp_path / "README.md"
   readme.write_text("intro\n" + "\n".join(report.MARKERS) + "\nrest\n")
   report.update_readme(common.RESULTS, readme)
@@ -208,7 +211,7 @@ def test_inner_rules_names_run_some_rows_and_keep_the_others(tmp_path):
       "exptest_nesterov"}
 
 
-# About 150 s of CPU (6 minutes wall at load 10), most of it compiling ExpTest
+# About 150 s of CPU (6-11 minutes wall at load 10-13), most of it compiling ExpTest
 # once per task (about 9 s of CPU a program).
 @pytest.mark.slow
 def test_scoreboard_quick_run(tmp_path):
