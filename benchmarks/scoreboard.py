@@ -44,15 +44,16 @@ issue 28 and `benchmarks/RESULTS.md`); `--seeds` seeds (3) unless said:
 The step-time target (`python -m benchmarks step_time`, single run at most
 1.08) is not run here; the table's notes name it.
 
-Sizes. The default run must take under 20 minutes on two CPU cores. Measured
-on this repository's shared two-core machine (load 7-13 from other work, so
-the wall times were about twice the process CPU times), the tasks other than
-the two CNNs took 881 s of CPU (AlgoPerf 173, char_gpt 186, MNIST logistic
-regression 89, California 321, bad batches 113); one run of the tutorial's
-epoch about 125 s of CPU, one epoch of the Flax CNN about 110. Their full
-sizes (3 seeds of each inner; the Flax CNN's 3 epochs) would add about 40
-CPU-minutes, so by default the tutorial runs seed 0 (as issue 28's prototype
-did) and the Flax CNN one epoch of seed 0; the table marks both rows.
+Sizes. The default run must take under 20 minutes on two CPU cores. On this
+repository's two-core machine, shared with other work (load 5-13), the
+baseline (`results/scoreboard_paper.json`) took 2390 s wall and 1260 s of
+process CPU time: AlgoPerf 163, the NNX tutorial 226 (two runs), the Flax CNN
+192 (two one-epoch runs), char_gpt 186, MNIST logistic regression 86,
+California 305, bad batches 101. A run of the tutorial's epoch costs about
+115 s of CPU and an epoch of the Flax CNN about 100, so their full sizes (3
+seeds of each inner; the Flax CNN's 3 epochs) would add about 40
+CPU-minutes: by default the tutorial runs seed 0 (as issue 28's prototype
+did) and the Flax CNN one epoch of seed 0, rows marked in the table;
 `--full` runs them at full size. `--quick` is a smoke run: every task, one
 inner each, one seed, a few dozen steps (about 150 s of CPU, most of it
 compiling ExpTest once per task, about 9 s of CPU a program).
