@@ -149,20 +149,19 @@ EXPLANATION = (
 )
 
 
-def main(argv: list[str]) -> None:
-  args = common.parser(__doc__, seeds=3).parse_args(argv)
-  subset, epochs = (1024, 1) if args.quick else (None, 5)
-  data = problems.mnist_on_device(subset)
+def steps_of(data: problems.MnistData, epochs: int) -> int:
+  """The training steps of `epochs` passes at batch `BATCH`."""
+  return epochs * (data.x_train.shape[0] // BATCH)
+
+
+def measure(chosen: dict[str, Callable], data: problems.MnistData, *, seeds,
+            fractions, epochs: int, eta_max: float) -> list[dict]:
+  """The rows of every optimizer of `chosen` (name -> make_tx), seed and
+  fraction: one `summarize` row each, with its seed and its number of bad
+  batches."""
   n = data.x_train.shape[0]
   steps_per_epoch = n // BATCH
-  steps = epochs * steps_per_epoch
-  eta_max = float(optax_exptest.lr_upper_bound(np.asarray(data.x_train)))
-  seeds = range(1 if args.quick else args.seeds)
-  fractions = (0.0, 0.01) if args.quick else FRACTIONS
-  chosen = optimizers(eta_max)
-  if args.quick:
-    chosen = {k: v for k, v in chosen.items()
-              if k in ("exptest/none", "apply_if_finite(sgd)")}
+  steps = steps_of(data, epochs)
   rows = []
   for name, make_tx in common.progress(chosen.items(), desc="rows"):
     run = make_run(make_tx, data)
@@ -176,6 +175,23 @@ def main(argv: list[str]) -> None:
         row = summarize(name, f, acc, state, params, eta_max)
         rows.append(dict(row, seed=seed, bad_batches=int(np.sum(kinds > 0))))
         print(row, flush=True)
+  return rows
+
+
+def main(argv: list[str]) -> None:
+  args = common.parser(__doc__, seeds=3).parse_args(argv)
+  subset, epochs = (1024, 1) if args.quick else (None, 5)
+  data = problems.mnist_on_device(subset)
+  steps = steps_of(data, epochs)
+  eta_max = float(optax_exptest.lr_upper_bound(np.asarray(data.x_train)))
+  seeds = range(1 if args.quick else args.seeds)
+  fractions = (0.0, 0.01) if args.quick else FRACTIONS
+  chosen = optimizers(eta_max)
+  if args.quick:
+    chosen = {k: v for k, v in chosen.items()
+              if k in ("exptest/none", "apply_if_finite(sgd)")}
+  rows = measure(chosen, data, seeds=seeds, fractions=fractions, epochs=epochs,
+                 eta_max=eta_max)
   md = ("# Bad batches (MNIST logistic regression, batch 32, "
         f"{epochs} epochs, {steps} steps)\n\n" + EXPLANATION
         + table(rows, fractions, len(seeds)))

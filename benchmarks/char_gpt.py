@@ -157,11 +157,12 @@ def program(make_tx, data, vocab, *, steps, evaluated_at_average=False):
     graphdef, params = nnx.split(GPT(vocab, rngs=nnx.Rngs(seed)))
     loss = loss_fn(graphdef)
     tx = optax.with_extra_args_support(make_tx(params))
-    key = jax.random.PRNGKey(seed + 1000)
 
+    # The seed's batch key is in `shared`, not closed over: the seeds share
+    # the chunks compiled for the first, which would keep its key.
     def step(carry, i, shared):
       params, state = carry
-      starts = jax.random.randint(jax.random.fold_in(key, i), (BATCH,), 0,
+      starts = jax.random.randint(jax.random.fold_in(shared[3], i), (BATCH,), 0,
                                   shared[0].shape[0] - BLOCK - 1)
       value, grads = jax.value_and_grad(loss)(params, windows(shared[0], starts))
       updates, state = tx.update(grads, state, params, value=value)
@@ -176,7 +177,8 @@ def program(make_tx, data, vocab, *, steps, evaluated_at_average=False):
       return jnp.mean(jax.lax.map(
           lambda s: loss(params, windows(shared[1], s)), starts))
 
-    shared = (jnp.asarray(train), jnp.asarray(val), jnp.asarray(val_starts))
+    shared = (jnp.asarray(train), jnp.asarray(val), jnp.asarray(val_starts),
+              jax.random.PRNGKey(seed + 1000))
     return trainers.train_in_chunks(
         step, evaluate, (params, tx.init(params)), steps=steps,
         eval_every=min(EVAL_EVERY, steps), shared=shared, compiled=compiled)

@@ -16,7 +16,7 @@ EXPERIMENTS = [
     "demo_seeds", "curvature_bound",
 ]
 # Their quick runs have tests of their own below (each once).
-NETWORK_EXPERIMENTS = ["algoperf_mnist", "char_gpt"]
+NETWORK_EXPERIMENTS = ["algoperf_mnist", "char_gpt", "scoreboard"]
 # In tests/test_speed_benchmarks.py, so that pytest-xdist's `loadfile` runs
 # them beside these.
 SPEED_EXPERIMENTS = ["step_time", "gpu_suite"]
@@ -153,6 +153,9 @@ def test_report_assembles_the_committed_results(tmp_path):
   for title in ("Table 1", "Table 2", "Table 3", "Mini-batch size", "Wall time"):
     assert title in text
   assert "paper:" in text and "## Where and why we differ" in text
+  # The scoreboard's baseline, an experiment outside `report.ORDER`.
+  assert "## Scoreboard `scoreboard_paper`" in text
+  assert "(results/scoreboard_paper.png)" in text
   readme = tmp_path / "README.md"
   readme.write_text("intro\n" + "\n".join(report.MARKERS) + "\nrest\n")
   report.update_readme(common.RESULTS, readme)
@@ -196,3 +199,97 @@ def test_inner_rules_names_run_some_rows_and_keep_the_others(tmp_path):
   run(["exptest_nesterov"], epochs="2")
   assert set(k for k, v in read().items() if isinstance(v, dict)) == {
       "exptest_nesterov"}
+
+
+# About 150 s of CPU (6-11 minutes wall at load 10-13), most of it compiling ExpTest
+# once per task (about 9 s of CPU a program).
+@pytest.mark.slow
+def test_scoreboard_quick_run(tmp_path):
+  from benchmarks import scoreboard
+  _, record = run_quick("scoreboard", tmp_path)
+  rows = record["rows"]
+  # Every task, one inner each (bad batches: one row per fraction), one seed.
+  assert list(record["tasks"]) == list(scoreboard.TASKS)
+  assert {r["inner"] for r in rows} == set(scoreboard.INNER_LABELS.values()) | {
+      "Adam + weight decay 0.1"}
+  assert len(rows) == len(scoreboard.TASKS) + 1
+  for row in rows:
+    assert row["size"] == "quick" and len(row["values"]) == 1
+    higher_is_better = "accuracy" in row["metric"]
+    value, threshold = row["value"], row["threshold"]
+    if row["metric"].startswith("steps"):  # and every final at 0.97
+      assert row["passed"] == (value <= threshold and min(row["final"]) >= 0.97)
+    elif higher_is_better:
+      assert row["passed"] == (value >= threshold)
+    else:
+      assert row["passed"] == (value <= threshold)
+  # A smoke run trains a few dozen steps: no task reaches its target.
+  assert not any(r["passed"] for r in rows)
+  assert record["horizon"]["used"] == scoreboard.accepts_horizon()
+  for task in record["tasks"].values():
+    assert task["wall_seconds"] > 0 and task["cpu_seconds"] > 0
+  text = (tmp_path / "scoreboard_quick.md").read_text()
+  assert f"**0 of {len(rows)} targets met.**" in text
+  assert sum(line.startswith("| ") for line in text.splitlines()) == (
+      1 + len(rows) + 1 + len(record["tasks"]))  # the two tables and headers
+  assert (tmp_path / "scoreboard_quick.png").stat().st_size > 10_000
+
+
+def test_scoreboard_passes_the_horizon_only_where_exptest_takes_one(monkeypatch):
+  import inspect
+  import optax_exptest
+  from benchmarks import scoreboard
+  from benchmarks.lib import optimizers
+  built = []
+  monkeypatch.setattr(optimizers, "build_exptest",
+                      lambda rate, inner, **kw: built.append((rate, inner, kw)))
+  scoreboard.ExpTest({"alpha": 0.1}, horizon=True)(0.5, "adam", 700, sgd_correction=False)
+  scoreboard.ExpTest({"alpha": 0.1}, horizon=False)(0.5, "adam", 700)
+  assert built == [(0.5, "adam", dict(alpha=0.1, horizon=700, sgd_correction=False)),
+                   (0.5, "adam", dict(alpha=0.1))]
+  # The task's own settings win over the command line's.
+  assert scoreboard.ExpTest({"sgd_correction": True}, False).options(
+      10, sgd_correction=False) == {"sgd_correction": False}
+  takes = "horizon" in inspect.signature(optax_exptest.exptest).parameters
+  assert scoreboard.accepts_horizon() == takes
+
+  def with_horizon(learning_rate, *, horizon=None):
+    del learning_rate, horizon
+  monkeypatch.setattr(optax_exptest, "exptest", with_horizon)
+  assert scoreboard.accepts_horizon()
+  with pytest.raises(SystemExit, match="leave out 'horizon'"):
+    scoreboard.main(["--exptest-kwargs", '{"horizon": 5}'])
+
+
+def test_scoreboard_rows_results_and_names(tmp_path):
+  import pathlib
+  from benchmarks import scoreboard
+  from benchmarks.lib import common
+  nan = float("nan")
+  # A run that never reaches the target counts as the slowest in the median.
+  row = scoreboard._row("t", "none", "steps to 0.97", [1200, nan, 3000], "median",
+                        "", True)
+  assert row["value"] == 3000
+  assert scoreboard._row("t", "", "", [nan, nan, 5], "median", "", True)["value"] == float("inf")
+  assert scoreboard._row("t", "", "", [1.0, 2.0], "mean", "", True)["value"] == 1.5
+  assert not scoreboard._at_least([99.5, nan], 99.0)
+  assert scoreboard._at_least([99.5, 98.6], 99.0)  # the mean, 99.05
+  assert not scoreboard._at_least([99.5, 98.6], 99.1)
+  # `--out NAME` names results under benchmarks/results/; a path is a folder.
+  assert scoreboard.destination(pathlib.Path("scoreboard_x"), False) == (
+      common.RESULTS, "scoreboard_x")
+  assert scoreboard.destination(tmp_path, True) == (tmp_path, "scoreboard_quick")
+  # Saved scoreboards side by side, rows matched by task and inner.
+  a = dict(rows=[dict(task="A", inner="none", metric="test accuracy (%)", value=99.1,
+                      passed=True)])
+  b = dict(rows=[dict(task="A", inner="none", metric="test accuracy (%)", value=98.2,
+                      passed=False),
+                 dict(task="B", inner="Adam", metric="final test MSE", value=0.27,
+                      passed=True)])
+  for name, record in (("a", a), ("b", b)):
+    (tmp_path / f"{name}.json").write_text(json.dumps(record))
+  text = scoreboard.compare([str(tmp_path / "a"), str(tmp_path / "b")])
+  lines = text.splitlines()
+  assert lines[2].endswith("| 99.10 pass | 98.20 FAIL |")
+  assert lines[3].endswith("| - | 0.2700 pass |")
+  assert lines[4] == "| targets met |  | 1 / 1 | 1 / 2 |"

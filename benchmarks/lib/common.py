@@ -127,13 +127,14 @@ def progress(iterable, **kwargs):
   return tqdm(iterable, **kwargs)
 
 
-def parser(doc: str, *, seeds: int | None = 5) -> "argparse.ArgumentParser":
+def parser(doc: str, *, seeds: int | None = 5,
+           out_help: str = "folder for the JSON, Markdown and PNG results",
+           ) -> "argparse.ArgumentParser":
   """An experiment's command line: `--quick`, `--out` and (usually) `--seeds`."""
   p = argparse.ArgumentParser(description=doc.splitlines()[0])
   p.add_argument("--quick", action="store_true",
                  help="a seconds-long smoke run (results named *_quick)")
-  p.add_argument("--out", type=pathlib.Path, default=RESULTS,
-                 help="folder for the JSON, Markdown and PNG results")
+  p.add_argument("--out", type=pathlib.Path, default=RESULTS, help=out_help)
   if seeds is not None:
     p.add_argument("--seeds", type=int, default=seeds, help="seeds per configuration")
   return p

@@ -577,7 +577,9 @@ def train_in_chunks(step: Callable, evaluate: Callable, carry: Any, *,
       embed in the program (see `compile_arms`).
     compiled: a dict the compiled chunks are kept in, by length: pass the
       same one to runs of the same `step`, `evaluate` and shapes (the seeds
-      of one configuration) to compile them once.
+      of one configuration) to compile them once. The chunks are those of
+      the first run: what differs between the runs (a seed's batch key)
+      must be in `carry` or `shared`, not closed over by `step`.
 
   Returns:
     `ChunkedRun`.
