@@ -35,7 +35,7 @@ import optax_exptest
 from benchmarks.lib import common
 from benchmarks.lib import problems
 from benchmarks.lib.problems import cross_entropy as loss_fn, init_linear, load_mnist as load_data
-from optax_exptest._src.exptest import window_size
+from optax_exptest._src.window import window_size
 
 BATCH = 32
 SWEEP_RATES = (1e-3, 1.0)

@@ -9,6 +9,8 @@
 * `exptest_summary`: ExpTest's state as plain numbers, for loggers;
   `DECISION_COLORS`: one colour per decision, for plots.
 * `stats`: the exponential and plateau tests.
+* `policies`: the rules that turn the losses into decisions (`Policy`; the
+  paper's Algorithm 1 is `PaperPolicy`, the default).
 * `ZoomingSearch`, `zoom`: a Lipschitz-bandit (zooming) search over learning
   rates whose arms train many at a time with `jax.vmap`, sharded over devices
   (arXiv 2409.09783); `zooming` holds it and its reward helpers.
@@ -23,6 +25,7 @@ works after `import optax_exptest` alone), so that training code pays only
 for what it uses.
 """
 
+from optax_exptest import policies
 from optax_exptest import stats
 from optax_exptest import zooming
 from optax_exptest._src.bound import lr_upper_bound
@@ -84,6 +87,7 @@ __all__ = [
     "lr_upper_bound",
     "lr_upper_bound_from_model",
     "plotting",
+    "policies",
     "stats",
     "zoom",
     "zooming",

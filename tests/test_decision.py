@@ -1,4 +1,4 @@
-"""The decision step, as the truth table of the paper's Algorithm 1."""
+"""The paper's policy's decision, as the truth table of its Algorithm 1."""
 import itertools
 
 import jax
@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optax_exptest._src.decision import Decision, Phase, decide
+from optax_exptest._src.decision import Decision, Phase
+from optax_exptest._src.paper_policy import algorithm1
+from optax_exptest._src.policy import AnchorMode
 
 S, T = Phase.SEARCHING, Phase.TUNING
 
@@ -28,30 +30,38 @@ for phase, complete, significant in itertools.product((S, T), (False, True), (Fa
   TABLE[(phase, complete, significant, True)] = (Decision.DIVERGED, None, True)
 
 
-@pytest.mark.parametrize("restart_on_divergence", [False, True])
-@pytest.mark.parametrize("reset", [True, False])
+@pytest.mark.parametrize("mode", list(AnchorMode), ids=lambda m: m.value)
 @pytest.mark.parametrize("case", sorted(TABLE))
-def test_truth_table(case, reset, restart_on_divergence):
+def test_truth_table(case, mode):
   phase, complete, significant, diverged = case
   decision, phase_after, cut = TABLE[case]
   alpha = 0.05
   p = 0.01 if significant else 0.5
-  v = decide(phase, complete, p, alpha, diverged, reset,
-             restart_on_divergence=restart_on_divergence)
+  v = algorithm1(phase, complete, p, alpha, diverged, mode)
   assert int(v.decision) == decision
   assert bool(v.cut) == cut
+  reset = mode is not AnchorMode.EVERY_WINDOW  # exptest(reset=False)
   if diverged:
     # Back to the anchor always; the phase stays, unless the anchor is the
     # initial parameters (a fresh search).
     assert bool(v.restore)
-    assert int(v.phase) == (S if restart_on_divergence else phase)
+    assert int(v.phase) == (S if mode is AnchorMode.INIT else phase)
   else:
     assert int(v.phase) == phase_after
     assert bool(v.restore) == (reset and decision == Decision.RESTART)
 
 
+@pytest.mark.parametrize(
+    "reset, anchor, mode",
+    [(True, "window", AnchorMode.TUNING_WINDOWS), (True, "init", AnchorMode.INIT),
+     (False, "window", AnchorMode.EVERY_WINDOW), (False, "init", AnchorMode.EVERY_WINDOW)],
+)
+def test_anchor_mode_is_resolved_once_from_reset_and_anchor(reset, anchor, mode):
+  assert AnchorMode.of(reset, anchor) is mode
+
+
 def test_p_equal_to_alpha_is_not_significant():
-  v = decide(S, True, 0.05, 0.05, False, reset=True)
+  v = algorithm1(S, True, 0.05, 0.05, False)
   assert int(v.decision) == Decision.RESTART
 
 
@@ -60,9 +70,9 @@ def test_vmapped_decisions_match_the_scalar_ones():
   phase, complete, significant, diverged = (np.array(c) for c in zip(*cases))
   p = np.where(significant, 0.01, 0.5).astype(np.float32)
   batched = jax.jit(jax.vmap(
-      lambda *a: decide(*a, reset=True), in_axes=(0, 0, 0, None, 0)
+      lambda *a: algorithm1(*a), in_axes=(0, 0, 0, None, 0)
   ))(jnp.asarray(phase, jnp.int32), complete, p, 0.05, diverged)
   for i, case in enumerate(cases):
-    single = decide(case[0], case[1], float(p[i]), 0.05, case[3], reset=True)
+    single = algorithm1(case[0], case[1], float(p[i]), 0.05, case[3])
     for a, b in zip(batched, single):
       assert int(a[i]) == int(b)

@@ -9,10 +9,15 @@ import jax.numpy as jnp
 import pytest
 
 import optax_exptest
-from optax_exptest import datasets, flax_utils, integrations, plotting, stats, zooming
+from optax_exptest import (
+    datasets, flax_utils, integrations, plotting, policies, stats, zooming,
+)
 from readme_snippets import README, ROOT, SNIPPETS, MAX_PROSE_WORDS, check_output, prose_words
 
-MODULES = (optax_exptest, stats, datasets, zooming, flax_utils, integrations, plotting)
+MODULES = (
+    optax_exptest, stats, datasets, zooming, flax_utils, integrations, plotting,
+    policies,
+)
 
 # Functions and classes; modules are checked apart, constants (e.g.
 # `datasets.CHECKSUMS`) are documented where they are defined.

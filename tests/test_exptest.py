@@ -10,7 +10,7 @@ import pytest
 
 import optax_exptest
 from optax_exptest import Decision, Phase
-from optax_exptest._src.exptest import window_size
+from optax_exptest._src.window import window_size
 
 from helpers import assert_trees_all_close, log_compilations
 from problems import (
@@ -346,7 +346,7 @@ def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
 
   # The fresh run is given the rate in gradient-descent units, as the first
   # was: the new rate times the inner's displacement ratio (inner_rules).
-  new_rate = float(rates[last]) * float(state.window.rho)
+  new_rate = float(rates[last]) * float(state.scales.rho)
   fresh = optax_exptest.exptest(new_rate, inner=make_inner(), sgd_correction=False)
   horizon = 40
   _, _, (_, fresh_decisions, _, fresh_traj) = train(fresh, loss, after, horizon)

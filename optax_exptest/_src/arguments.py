@@ -55,8 +55,8 @@ def static_capacity(capacity: Any) -> int:
     ) from None
   if c != capacity or c < MIN_WINDOW:
     raise ValueError(
-        "exptest: capacity must be an int of at least 4 (the fits need 4"
-        f" points), got capacity={capacity!r}."
+        f"exptest: capacity must be an int of at least {MIN_WINDOW} (the fits"
+        f" need {MIN_WINDOW} points), got capacity={capacity!r}."
     )
   return c
 
@@ -90,3 +90,33 @@ def check_update_args(value: Any, params: Any) -> None:
         "exptest needs the parameters (to return them to the anchor on a reset"
         " or a divergence): call tx.update(grads, state, params, value=loss)."
     )
+
+
+def check_anchor(anchor: Any) -> None:
+  if anchor not in ("window", "init"):
+    raise ValueError(
+        f"exptest: anchor must be 'window' or 'init', got anchor={anchor!r}."
+    )
+
+
+def check_policy(policy: Any) -> None:
+  """None (the paper's) or a `Policy` instance that jit can hash."""
+  from optax_exptest._src.policy import Policy  # pylint: disable=g-import-not-at-top
+  if policy is None:
+    return
+  if isinstance(policy, type) and issubclass(policy, Policy):
+    raise ValueError(
+        f"exptest: policy must be a Policy instance, got the class"
+        f" {policy.__name__}; call it: policy={policy.__name__}()."
+    )
+  if not isinstance(policy, Policy):
+    raise ValueError(
+        f"exptest: policy must be an optax_exptest Policy, got {policy!r}."
+    )
+  try:
+    hash(policy)
+  except TypeError:
+    raise ValueError(
+        f"exptest: policy must be hashable (a frozen dataclass), got"
+        f" {policy!r}: the update is compiled once per policy."
+    ) from None

@@ -3,16 +3,22 @@
 Chaudhry & Mizuno, "ExpTest: Automating Learning Rate Searching and
 Tuning with Insights from Linearized Neural Networks", arXiv 2411.16975.
 
-One loss travels one way (`docs/design.md`): `update(value=loss)` records it
-in the window (`window.py`); while the mini-batch correction is measured the
-gradient goes into its sums (`correction.py`); when the window is complete
-(or the step diverged) the test's p-value goes into the decision step
-(`decision.py`), whose verdict sets the rate, the phase and the window; the
-update then applies the verdict: `-eta * u`, or a return to the anchor.
+This module is the state machine; what the losses mean is a policy's
+(`policy.py`; the paper's Algorithm 1 is `paper_policy.py`). One loss
+travels one way (`docs/design.md`, section 2): `update(value=loss)` checks
+the step for a fault, records the loss in the window (`window.py`); while
+the mini-batch correction is measured the gradient goes into its sums
+(`correction.py`); at the window's events (its end, a full buffer) or a
+confirmed divergence the decision branch fixes the run's scales at the
+first finite loss (`scales.py`), checks for a collapse (`collapse.py`) and
+asks the policy for its `Verdict`, which sets the rate, the phase and the
+next window, and moves the anchor; the update then applies the verdict:
+`-eta * u`, a return to the anchor, or nothing for a skipped fault.
 
-Only the loss's push into the window, the finiteness check and the scaling of
-the updates run on every step. The rest runs in rare branches that update the
-state in place and stay branches under `jax.vmap` (`lazy_cond.lazy_update`).
+Only the fault check, the loss's push into the window and the scaling of
+the updates run on every step. The rest runs in rare branches that update
+the state in place and stay branches under `jax.vmap`
+(`lazy_cond.lazy_update`).
 """
 
 import functools
@@ -27,16 +33,17 @@ from optax_exptest._src import arguments
 from optax_exptest._src import collapse
 from optax_exptest._src import correction as correction_lib
 from optax_exptest._src import inner_rules
-from optax_exptest._src import block_sums
-from optax_exptest._src import stats
+from optax_exptest._src import scales as scales_lib
 from optax_exptest._src import window as window_lib
 from optax_exptest._src.decision import Decision
-from optax_exptest._src.decision import decide
 from optax_exptest._src.decision import Phase
 from optax_exptest._src.lazy_cond import lazy_cond
 from optax_exptest._src.lazy_cond import lazy_update
-from optax_exptest._src.window import MAX_WINDOW  # noqa: F401 (re-exported)
-from optax_exptest._src.window import window_size  # noqa: F401 (re-exported)
+from optax_exptest._src.paper_policy import PaperPolicy
+from optax_exptest._src.policy import AnchorMode
+from optax_exptest._src.policy import Event
+from optax_exptest._src.policy import Hyperparameters
+from optax_exptest._src.policy import Policy
 
 __all__ = ["Decision", "ExpTestState", "Phase", "exptest"]
 
@@ -60,11 +67,17 @@ class ExpTestState(NamedTuple):
     step: number of updates so far (int32).
     faults_in_a_row: the faulty steps just before this one (int32); a
       divergence is confirmed when it reaches `divergence_patience`.
-    window: the window under test (`window.WindowState`: the losses, the
-      loss scale `L0`, `W`, `N`, whether `c_w` is being measured).
+    window: the window under test (`window.WindowState`: the losses, its
+      length, whether `c_w` is being measured).
+    scales: the run's scales, fixed at the first finite loss
+      (`scales.Scales`: `L0`, `||g_0||^2`, the live gradient entries, `rho`).
+    collapse_seen: whether the last completed window ended on a model that
+      looked collapsed (a collapse is confirmed at the next one).
+    policy_state: the policy's own memory (`Policy.init_state`; `()` for
+      the paper's).
     correction: the sums behind the mini-batch correction `c_w`
-      (`correction.CorrectionState`; its `displacement` is `()` with
-      `sgd_correction=False`).
+      (`correction.CorrectionState`; its `displacement` is `()` when the
+      policy measures no correction).
     anchor_params: where the parameters return on a reset or a divergence:
       while searching with `reset=True`, the parameters given to `init`;
       otherwise (tuning, or `reset=False`) the parameters at the end of the
@@ -88,13 +101,20 @@ class ExpTestState(NamedTuple):
   step: jax.Array
   faults_in_a_row: jax.Array
   window: window_lib.WindowState
+  scales: scales_lib.Scales
+  collapse_seen: jax.Array
+  policy_state: Any
   correction: correction_lib.CorrectionState
   anchor_params: optax.Params
   inner_state: optax.OptState
 
 
 class _Controls(NamedTuple):
-  """What the decision branch reads and writes: scalars and the window."""
+  """What the decision branch reads and writes: scalars and the window.
+
+  `restore` is this step's (the parameters return to the anchor); the rest
+  are the state's fields of the same names.
+  """
 
   learning_rate: jax.Array
   phase: jax.Array
@@ -103,23 +123,46 @@ class _Controls(NamedTuple):
   p_value: jax.Array
   decision: jax.Array
   window: window_lib.WindowState
+  scales: scales_lib.Scales
+  collapse_seen: jax.Array
+  policy_state: Any
+  restore: jax.Array
 
 
-class _Hyperparameters(NamedTuple):
-  """The numeric hyperparameters as arrays of the state's dtype."""
+class _Static(NamedTuple):
+  """What shapes the compiled update (hashable: jit's static argument)."""
 
-  alpha: jax.Array
-  beta: jax.Array
-  divergence_factor: jax.Array
-  loss_floor: jax.Array
-  # `<g, u> / <g, g>` this step for a normalizing inner until the scale is
-  # fixed, 1 otherwise (`inner_rules`).
-  measured_rho: jax.Array
-  divergence_patience: jax.Array
+  policy: Policy
+  mode: AnchorMode
+  inner: Optional[optax.GradientTransformationExtraArgs]
+  # Whether `rho` is measured at the first finite loss (`inner_rules`).
+  measures_rho: bool
 
 
-# ----------------------------------------------------------------------------
-# The state's dtype.
+class _Faults(NamedTuple):
+  """This step's fault, and what it means (all scalars).
+
+  A fault is skipped (a zero update that leaves the window, the correction,
+  the rate and `inner`'s state as they were) until `patience` faults in a
+  row confirm a divergence. A skipped step leaves the parameters where they
+  were, so the faults in a row are the same parameters failing on other
+  batches: a rate too high fails again at once, a bad batch does not.
+  """
+
+  fault: jax.Array
+  in_a_row: jax.Array
+  confirmed: jax.Array
+  skipped: jax.Array
+
+
+class _Gradient(NamedTuple):
+  """What the decision branch reads of this step's gradient (scalars)."""
+
+  live: jax.Array  # Live entries (`collapse.live_entries`) at an event.
+  norm_sq: jax.Array  # `||g||^2`.
+  # `<g, u> / <g, g>` for a normalizing inner until the scales are fixed,
+  # 1 otherwise (`inner_rules.measured_rho`).
+  rho: jax.Array
 
 
 def _float_dtype(params: Any) -> jnp.dtype:
@@ -132,7 +175,7 @@ def _float_dtype(params: Any) -> jnp.dtype:
 
 
 # ----------------------------------------------------------------------------
-# The steps of one update.
+# Faults: the per-step checks.
 
 
 def _non_finite_flag(
@@ -174,33 +217,29 @@ def _exact_non_finite_flag(
 
 
 def _is_fault(
-    window: window_lib.WindowState,
+    scales: scales_lib.Scales,
     value: jax.Array,
     flag: jax.Array,
     grad_squares: jax.Array,
-    hp: _Hyperparameters,
+    hp: Hyperparameters,
 ) -> jax.Array:
   """A step that must not move the parameters: a non-finite loss, gradient
-  or inner update, or a loss or gradient far above its first finite value."""
-  return (flag != 0) | window_lib.exceeds(
-      window, value, grad_squares, hp.divergence_factor, hp.loss_floor
-  )
+  or inner update, or, once the scales are known, a loss with `value -
+  loss_floor > divergence_factor * L0` or a gradient norm above
+  `divergence_factor * ||g_0||`.
 
-
-class _Faults(NamedTuple):
-  """This step's fault, and what it means (all scalars).
-
-  A fault is skipped (a zero update that leaves the window, the correction,
-  the rate and `inner`'s state as they were) until `patience` faults in a
-  row confirm a divergence. A skipped step leaves the parameters where they
-  were, so the faults in a row are the same parameters failing on other
-  batches: a rate too high fails again at once, a bad batch does not.
+  The gradient's rule catches a batch whose loss stays moderate but whose
+  step would not: inputs scaled by 1e4 give a model that classifies them
+  right a small loss and, on the few it gets wrong, a gradient 1e4 times
+  the usual one.
   """
-
-  fault: jax.Array
-  in_a_row: jax.Array
-  confirmed: jax.Array
-  skipped: jax.Array
+  loss_far_above = (scales.loss > 0) & (
+      value - hp.loss_floor > hp.divergence_factor * scales.loss
+  )
+  grad_far_above = (scales.grad_norm_sq > 0) & (
+      grad_squares > jnp.square(hp.divergence_factor) * scales.grad_norm_sq
+  )
+  return (flag != 0) | loss_far_above | grad_far_above
 
 
 def _count_faults(
@@ -216,116 +255,152 @@ def _count_faults(
   )
 
 
-class _GradientScale(NamedTuple):
-  """This step's gradient, as the decision step reads it at the first loss."""
-
-  live: jax.Array  # Live entries (`collapse.live_entries`) at an event.
-  norm_sq: jax.Array  # `||g||^2`.
+# ----------------------------------------------------------------------------
+# The decision branch.
 
 
-def _p_value(window: window_lib.WindowState, phase: jax.Array) -> jax.Array:
-  """The p-value of the test the phase calls for, on the window's losses:
-  the exponential F-test while searching, the slope's t-test once tuning."""
-  t, y, w = block_sums.points(window.losses)
-  p = lazy_cond(
-      phase == Phase.SEARCHING,
-      stats.weighted_exponential_test,
-      stats.weighted_plateau_test,
-      t, y, w,
+def _fix_scales(
+    controls: _Controls,
+    value: jax.Array,
+    hp: Hyperparameters,
+    gradient: _Gradient,
+    policy: Policy,
+) -> _Controls:
+  """At the first finite loss: the run's scales, the start rate with a
+  measured `rho`, and the policy's first window."""
+  new = jnp.isfinite(value) & ~scales_lib.known(controls.scales)
+  measured = jnp.where(new, gradient.rho, 1).astype(hp.alpha.dtype)
+  learning_rate = policy.start_rate(controls.learning_rate, measured)
+  rho = controls.scales.rho * measured
+  scales = scales_lib.fix(
+      controls.scales, value, hp.loss_floor,
+      inner_rules.effective_rate(learning_rate, rho),
+      gradient.norm_sq, gradient.live, rho,
   )
-  return p.astype(window.losses.sums.dtype)
+  first = policy.first_window(controls.window, scales, learning_rate)
+  window = jax.tree.map(
+      lambda a, b: jnp.where(new, a, b), first, controls.window
+  )
+  return controls._replace(
+      learning_rate=learning_rate, scales=scales, window=window
+  )
+
+
+def _next_window(
+    window: window_lib.WindowState,
+    next_length: jax.Array,
+    measure_steps: jax.Array,
+    scales: scales_lib.Scales,
+) -> window_lib.WindowState:
+  """A fresh window of `next_length` losses, or this one going on (its
+  buffer merged when full); then its next event."""
+  fresh = window_lib.fresh(window, next_length, measure_steps)
+  going_on = window_lib.make_room(window)
+  window = jax.tree.map(
+      lambda a, b: jnp.where(next_length > 0, a, b), fresh, going_on
+  )
+  return window_lib.schedule(window, scales_lib.known(scales))
 
 
 def _decide_step(
     controls: _Controls,
     value: jax.Array,
     diverged: jax.Array,
-    hp: _Hyperparameters,
-    gradient: _GradientScale,
-    *,
-    reset: bool,
-    sgd_correction: bool,
-    restart_on_divergence: bool,
-) -> _Controls:
-  """The rare branch: fix L0, test a complete window, apply the verdict.
+    hp: Hyperparameters,
+    gradient: _Gradient,
+    step: jax.Array,
+    static: _Static,
+) -> tuple[_Controls, jax.Array]:
+  """The rare branch: fix the scales, ask the policy, apply its verdict to
+  the controls. Returns the controls and whether a window was tested.
 
-  `diverged` is a confirmed divergence (`_Faults.confirmed`).
-
-  A model collapsed to a trivial predictor (`collapse.py`) at the end of two
-  windows in a row counts as a divergence: its exponential decay is the
-  output bias fitting a constant, and only a return to the anchor revives
-  the model. A dead model stays dead, so it is seen twice; a batch that
-  happens to reach few parameters (a short document) does not repeat.
+  `diverged` is a confirmed divergence (`_Faults.confirmed`). A model
+  collapsed to a trivial predictor (`collapse.py`) at the end of two
+  windows in a row counts as one: its exponential decay is the output bias
+  fitting a constant, and only a return to the anchor revives the model. A
+  dead model stays dead, so it is seen twice; a batch that happens to reach
+  few parameters (a short document) does not repeat.
   """
-  controls = _match_decrease(controls, value, hp)
-  window = window_lib.fix_scale(
-      controls.window, value, hp.loss_floor, controls.learning_rate,
-      gradient.live, gradient.norm_sq,
-  )
-  ended = window_lib.is_complete(window)
+  controls = _fix_scales(controls, value, hp, gradient, static.policy)
+  scales = controls.scales
+  ended = window_lib.is_complete(controls.window)
   looks_collapsed = ended & collapse.has_collapsed(
-      gradient.live, window.live_at_start, value - hp.loss_floor,
-      window.loss_scale,
+      gradient.live, scales.live, value - hp.loss_floor, scales.loss
   )
-  collapsed = looks_collapsed & window.collapse_seen
-  diverged = diverged | collapsed
+  diverged = diverged | (looks_collapsed & controls.collapse_seen)
   complete = ended & ~diverged
-  p = lazy_cond(
-      complete,
-      lambda w, phase, last: _p_value(w, phase),
-      lambda w, phase, last: last,
-      window, controls.phase, controls.p_value,
-  )
-  verdict = decide(
-      controls.phase, complete, p, hp.alpha, diverged, reset,
-      restart_on_divergence=restart_on_divergence,
-  )
-  lr = jnp.where(
-      verdict.cut, controls.learning_rate * hp.beta, controls.learning_rate
-  )
-  next_windows = (
-      window_lib.restart(window, lr, sgd_correction),
-      window_lib.after_test(window),
-      window_lib.make_room(window),
-  )
-  window = jax.tree.map(
-      lambda cut, passed, going_on: jnp.where(
-          verdict.cut, cut, jnp.where(complete, passed, going_on)
+  verdict, policy_state = static.policy.decide(
+      Event(
+          phase=controls.phase, learning_rate=controls.learning_rate,
+          p_value=controls.p_value, window=controls.window, scales=scales,
+          complete=complete, diverged=diverged, step=step,
       ),
-      *next_windows,
+      controls.policy_state, hp, static.mode,
   )
-  window = window._replace(collapse_seen=jnp.where(
-      verdict.restore, False,
-      jnp.where(ended, looks_collapsed, window.collapse_seen),
-  ))
+  bump = lambda count, happened: jnp.where(
+      happened, optax.safe_increment(count), count
+  )
   return _Controls(
-      learning_rate=lr,
+      learning_rate=controls.learning_rate * verdict.rate_factor,
       phase=verdict.phase,
-      num_cuts=jnp.where(
-          verdict.cut, optax.safe_increment(controls.num_cuts), controls.num_cuts
-      ),
-      num_resets=jnp.where(
-          verdict.restore,
-          optax.safe_increment(controls.num_resets),
-          controls.num_resets,
-      ),
-      p_value=p.astype(controls.p_value.dtype),
+      num_cuts=bump(controls.num_cuts, verdict.rate_factor < 1),
+      num_resets=bump(controls.num_resets, verdict.restore),
+      p_value=verdict.p_value,
       decision=verdict.decision,
-      window=window,
-  )
+      window=_next_window(
+          controls.window, verdict.next_length, verdict.measure_steps, scales
+      ),
+      scales=scales,
+      collapse_seen=jnp.where(
+          verdict.restore, False,
+          jnp.where(ended, looks_collapsed, controls.collapse_seen),
+      ),
+      policy_state=policy_state,
+      restore=verdict.restore,
+  ), complete
 
 
-def _match_decrease(
-    controls: _Controls, value: jax.Array, hp: _Hyperparameters
-) -> _Controls:
-  """At the first finite loss: `eta /= rho`, and `rho` into the window."""
-  new = jnp.isfinite(value) & (controls.window.loss_scale <= 0)
-  rho = jnp.where(new, hp.measured_rho, 1).astype(hp.alpha.dtype)
-  window = controls.window
-  return controls._replace(
-      learning_rate=controls.learning_rate / rho,
-      window=window._replace(rho=window.rho * rho),
+def _follow_windows(
+    anchor: optax.Params,
+    params: optax.Params,
+    controls: _Controls,
+    tested: jax.Array,
+    mode: AnchorMode,
+) -> optax.Params:
+  """The anchor after a decision: the parameters that completed the window.
+
+  Their loss passed through a whole window, so they are the last good ones:
+  a confirmed divergence returns there and loses at most a window. With
+  `reset=True` the search's anchor stays the initial parameters (the paper's
+  restart), so the anchor follows the windows from the first passed search
+  test on: one anchor, two roles, no second copy of the parameters.
+
+  A window that ends on a model that looks collapsed (`collapse.py`) is not
+  a good point: the anchor stays, so that a confirmed collapse returns to
+  the last healthy parameters (the initial ones if none was). Called in the
+  rare branch only, where a window can end, so that a common step does not
+  copy the anchor.
+  """
+  completed = tested & ~controls.collapse_seen
+  if mode is AnchorMode.TUNING_WINDOWS:
+    completed &= controls.phase == Phase.TUNING
+  return jax.tree.map(lambda a, p: jnp.where(completed, p, a), anchor, params)
+
+
+def _decide_and_follow(carry, params, value, faults, hp, gradient, step, *,
+                       static: _Static):
+  """`_decide_step`, then the anchor follows a tested window.
+
+  `carry` is `(controls, anchor)`, with `anchor = ()` when it does not follow
+  the windows (`anchor="init"`).
+  """
+  controls, anchor = carry
+  controls, tested = _decide_step(
+      controls, value, faults.confirmed, hp, gradient, step, static
   )
+  if static.mode.follows:
+    anchor = _follow_windows(anchor, params, controls, tested, static.mode)
+  return controls, anchor
 
 
 def _measure(
@@ -354,23 +429,8 @@ def _measure(
   return window, correction
 
 
-def _decide_and_follow(carry, params, value, faults, hp, gradient, *,
-                       follow: bool, **options):
-  """`_decide_step`, then the anchor follows a completed window.
-
-  `carry` is `(controls, anchor)`, with `anchor = ()` when it does not follow
-  the windows (`anchor="init"`).
-  """
-  controls, anchor = carry
-  controls = _decide_step(controls, value, faults.confirmed, hp, gradient,
-                          **options)
-  if follow:
-    anchor = _follow_windows(anchor, params, controls, options["reset"])
-  return controls, anchor
-
-
 def _measure_then_decide(carry, params, grads, value, faults, hp, gradient,
-                         **options):
+                         step, *, static: _Static):
   """The rare branch with the correction: `_measure`, then decide if needed.
 
   `carry` is `(controls, correction, anchor)`.
@@ -380,8 +440,8 @@ def _measure_then_decide(carry, params, grads, value, faults, hp, gradient,
   controls = controls._replace(window=window)
   controls, anchor = lazy_update(
       _needs_decision(controls.window, faults),
-      functools.partial(_decide_and_follow, **options),
-      (controls, anchor), params, value, faults, hp, gradient,
+      functools.partial(_decide_and_follow, static=static),
+      (controls, anchor), params, value, faults, hp, gradient, step,
   )
   return controls, correction, anchor
 
@@ -408,6 +468,58 @@ def _live_entries_when_needed(
   )
 
 
+def _rare_branches(
+    static: _Static,
+    controls: _Controls,
+    correction: correction_lib.CorrectionState,
+    anchor: optax.Params,
+    params: optax.Params,
+    grads: optax.Updates,
+    value: jax.Array,
+    gradient: _Gradient,
+    faults: _Faults,
+    hp: Hyperparameters,
+    step: jax.Array,
+) -> tuple[_Controls, correction_lib.CorrectionState, optax.Params]:
+  """Measures the correction and decides, each only when needed; the anchor
+  follows the tested windows (`_follow_windows`) in the same branch."""
+  follow = static.mode.follows
+  # Decisions are piecewise constant: no derivative flows through them
+  # (and none needs to be transposed through the branches' while loops).
+  # A following anchor is a constant too.
+  controls, correction, grads, value, gradient, faults, hp = (
+      jax.lax.stop_gradient(
+          (controls, correction, grads, value, gradient, faults, hp)
+      )
+  )
+  # The anchor travels in the branches' carries only when it can move, and
+  # only the branch that decides writes it: a common step does not copy it.
+  carry_anchor, params = (
+      jax.lax.stop_gradient((anchor, params)) if follow else ((), ())
+  )
+  needs_decision = _needs_decision(controls.window, faults)
+  if not static.policy.measures_correction:
+    controls, carry_anchor = lazy_update(
+        needs_decision, functools.partial(_decide_and_follow, static=static),
+        (controls, carry_anchor), params, value, faults, hp, gradient, step,
+    )
+  else:
+    # One branch for both rare cases (measuring, deciding), so that a common
+    # step checks a single predicate.
+    controls, correction, carry_anchor = lazy_update(
+        (controls.window.measuring & ~faults.fault) | needs_decision,
+        functools.partial(_measure_then_decide, static=static),
+        (controls, correction, carry_anchor), params, grads, value, faults,
+        hp, gradient, step,
+        batched="select",
+    )
+  return controls, correction, carry_anchor if follow else anchor
+
+
+# ----------------------------------------------------------------------------
+# Applying the verdict.
+
+
 def _apply_verdict(
     updates: optax.Updates,
     params: optax.Params,
@@ -423,36 +535,6 @@ def _apply_verdict(
       ).astype(u.dtype),
       updates, params, anchor,
   )
-
-
-def _follow_windows(
-    anchor: optax.Params,
-    params: optax.Params,
-    controls: _Controls,
-    reset: bool,
-) -> optax.Params:
-  """The anchor after a decision: the parameters that completed the window.
-
-  Their loss passed through a whole window, so they are the last good ones:
-  a confirmed divergence returns there and loses at most a window. With
-  `reset=True` the search's anchor stays the initial parameters (the paper's
-  restart), so the anchor follows the windows from the first passed search
-  test on: one anchor, two roles, no second copy of the parameters.
-
-  A window that ends on a model that looks collapsed (`collapse.py`) is not
-  a good point: the anchor stays, so that a confirmed collapse returns to
-  the last healthy parameters (the initial ones if none was). Called in the
-  rare branch only, where a window can end, so that a common step does not
-  copy the anchor.
-  """
-  decision = controls.decision
-  completed = (
-      (decision == Decision.EXPONENTIAL) | (decision == Decision.RESTART)
-      | (decision == Decision.DECREASING) | (decision == Decision.PLATEAU)
-  ) & ~controls.window.collapse_seen
-  if reset:
-    completed &= controls.phase == Phase.TUNING
-  return jax.tree.map(lambda a, p: jnp.where(completed, p, a), anchor, params)
 
 
 def _keep_or_restart_inner(
@@ -475,19 +557,22 @@ def _keep_or_restart_inner(
   )
 
 
+# ----------------------------------------------------------------------------
+# init and update.
+
+
 class _Config(NamedTuple):
-  """The arguments of `exptest`, checked."""
+  """The arguments of `exptest`, checked and resolved."""
 
   learning_rate: jax.typing.ArrayLike
   alpha: jax.typing.ArrayLike
   beta: jax.typing.ArrayLike
   divergence_factor: Optional[jax.typing.ArrayLike]
+  divergence_patience: jax.typing.ArrayLike
   loss_floor: jax.typing.ArrayLike
   inner: Optional[optax.GradientTransformationExtraArgs]
-  sgd_correction: bool
-  reset: bool
-  anchor: str
-  divergence_patience: jax.typing.ArrayLike
+  policy: Policy
+  mode: AnchorMode
   capacity: int
   rule: inner_rules.InnerRule
 
@@ -499,15 +584,21 @@ class _Config(NamedTuple):
     leaves, treedef = jax.tree.flatten(params)
     return _rule_for_tree(self.inner, treedef, tuple(jnp.ndim(x) for x in leaves))
 
-  def hyperparameters(self, dtype: jnp.dtype) -> _Hyperparameters:
+  def hyperparameters(self, dtype: jnp.dtype) -> Hyperparameters:
     factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
-    return _Hyperparameters(*(
-        jnp.asarray(x, dtype)
-        for x in (
-            self.alpha, self.beta, factor, self.loss_floor, 1.0,
-            self.divergence_patience,
-        )
-    ))
+    return Hyperparameters(
+        alpha=jnp.asarray(self.alpha, dtype),
+        beta=jnp.asarray(self.beta, dtype),
+        divergence_factor=jnp.asarray(factor, dtype),
+        divergence_patience=jnp.asarray(self.divergence_patience, dtype),
+        loss_floor=jnp.asarray(self.loss_floor, dtype),
+    )
+
+  def static(self, params: optax.Params) -> _Static:
+    return _Static(
+        policy=self.policy, mode=self.mode, inner=self.inner,
+        measures_rho=self.rule_for(params).measures_rho,
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -522,40 +613,19 @@ def _rule_for_tree(
   return inner_rules.classify(inner, params)
 
 
-class _Static(NamedTuple):
-  """The options that shape the compiled update (hashable: jit's static)."""
-
-  inner: Optional[optax.GradientTransformationExtraArgs]
-  sgd_correction: bool
-  reset: bool
-  measures_rho: bool
-  # Whether the anchor follows the completed windows once tuning (or
-  # always, with `reset=False`), rather than staying at `init`'s parameters.
-  anchor_follows_windows: bool
-
-  @classmethod
-  def of(cls, config: "_Config", params: optax.Params) -> "_Static":
-    return cls(
-        inner=config.inner,
-        sgd_correction=config.sgd_correction,
-        reset=config.reset,
-        measures_rho=config.rule_for(params).measures_rho,
-        anchor_follows_windows=not config.reset or config.anchor == "window",
-    )
-
-
 def _init(config: _Config, params: optax.Params) -> ExpTestState:
   """`init`: the starting rate, an empty window, the anchor."""
   dtype = _float_dtype(params)
   rule = config.rule_for(params)
+  policy = config.policy
   zero = jnp.zeros((), jnp.int32)
-  if config.sgd_correction:
+  if policy.measures_correction:
     correction = correction_lib.init(params, dtype)
   else:
     correction = correction_lib.CorrectionState(jnp.zeros((), dtype), ())
   return ExpTestState(
       learning_rate=jnp.asarray(
-          rule.start_rate(config.learning_rate), dtype
+          policy.start_rate(config.learning_rate, rule.rho), dtype
       ),
       phase=zero,
       num_cuts=zero,
@@ -566,70 +636,15 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       step=zero,
       faults_in_a_row=zero,
       window=window_lib.init(
-          config.capacity, dtype, measuring=config.sgd_correction,
-          rho=rule.rho,
+          config.capacity, dtype, measuring=policy.measures_correction
       ),
+      scales=scales_lib.init(dtype, rule.rho),
+      collapse_seen=jnp.zeros((), bool),
+      policy_state=policy.init_state(dtype),
       correction=correction,
       anchor_params=params,
       inner_state=config.inner.init(params) if config.inner else optax.EmptyState(),
   )
-
-
-def _rare_branches(
-    config: _Static,
-    controls: _Controls,
-    correction: correction_lib.CorrectionState,
-    anchor: optax.Params,
-    params: optax.Params,
-    grads: optax.Updates,
-    value: jax.Array,
-    grad_squares: jax.Array,
-    faults: _Faults,
-    hp: _Hyperparameters,
-) -> tuple[_Controls, correction_lib.CorrectionState, optax.Params]:
-  """Measures the correction and decides, each only when needed; the anchor
-  follows the completed windows (`_follow_windows`) in the same branch."""
-  follow = config.anchor_follows_windows
-  options = dict(
-      reset=config.reset,
-      sgd_correction=config.sgd_correction,
-      restart_on_divergence=config.reset and not follow,
-      follow=follow,
-  )
-  # Decisions are piecewise constant: no derivative flows through them
-  # (and none needs to be transposed through the branches' while loops).
-  # A following anchor is a constant too.
-  controls, correction, grads, value, grad_squares, faults, hp = (
-      jax.lax.stop_gradient(
-          (controls, correction, grads, value, grad_squares, faults, hp)
-      )
-  )
-  # The anchor travels in the branches' carries only when it can move, and
-  # only the branch that decides writes it: a common step does not copy it.
-  carry_anchor, params = (
-      jax.lax.stop_gradient((anchor, params)) if follow else ((), ())
-  )
-  needs_decision = _needs_decision(controls.window, faults)
-  gradient = _GradientScale(
-      live=_live_entries_when_needed(controls.window, grads, hp.alpha.dtype),
-      norm_sq=grad_squares,
-  )
-  if not config.sgd_correction:
-    controls, carry_anchor = lazy_update(
-        needs_decision, functools.partial(_decide_and_follow, **options),
-        (controls, carry_anchor), params, value, faults, hp, gradient,
-    )
-  else:
-    # One branch for both rare cases (measuring, deciding), so that a common
-    # step checks a single predicate.
-    controls, correction, carry_anchor = lazy_update(
-        (controls.window.measuring & ~faults.fault) | needs_decision,
-        functools.partial(_measure_then_decide, **options),
-        (controls, correction, carry_anchor), params, grads, value, faults,
-        hp, gradient,
-        batched="select",
-    )
-  return controls, correction, carry_anchor if follow else anchor
 
 
 def _update(
@@ -650,8 +665,38 @@ def _update(
         grads, inner_state, params, value=value, **extra_args
     )
   return _record_decide_apply(
-      _Static.of(config, params), config.hyperparameters(dtype), grads, updates, inner_state,
-      state, params, value,
+      config.static(params), config.hyperparameters(dtype), grads, updates,
+      inner_state, state, params, value,
+  )
+
+
+def _gradient(
+    static: _Static,
+    state: ExpTestState,
+    window: window_lib.WindowState,
+    grads: optax.Updates,
+    updates: optax.Updates,
+    grad_squares: jax.Array,
+) -> _Gradient:
+  """What the decision branch reads of the gradient, each only when needed
+  (`window` holds this step's loss)."""
+  dtype = state.learning_rate.dtype
+  # Read only by the decisions, which are piecewise constant: no derivative.
+  grads, updates = jax.lax.stop_gradient((grads, updates))
+  rho = jnp.ones((), dtype)
+  if static.measures_rho:
+    # Measured at the first finite loss only: the rare case is the true
+    # branch, so that under `vmap` the common one runs vmapped, not per arm.
+    rho = lazy_cond(
+        ~scales_lib.known(state.scales),
+        lambda g, u: inner_rules.measured_rho(g, u, dtype),
+        lambda g, u: jnp.ones((), dtype),
+        grads, updates,
+    )
+  return _Gradient(
+      live=_live_entries_when_needed(window, grads, dtype),
+      norm_sq=grad_squares,
+      rho=rho,
   )
 
 
@@ -661,7 +706,7 @@ def _update(
 @functools.partial(jax.jit, static_argnums=0)
 def _record_decide_apply(
     static: _Static,
-    hp: _Hyperparameters,
+    hp: Hyperparameters,
     grads: optax.Updates,
     updates: optax.Updates,
     inner_state: optax.OptState,
@@ -676,59 +721,70 @@ def _record_decide_apply(
       value, grads, updates if static.inner else ()
   )
   faults = _count_faults(
-      _is_fault(state.window, value, flag, grad_squares, hp),
+      _is_fault(state.scales, value, flag, grad_squares, hp),
       state.faults_in_a_row,
       hp.divergence_patience,
   )
+  window = window_lib.record(state.window, value, skipped=faults.fault)
   controls = _Controls(
       learning_rate=state.learning_rate, phase=state.phase,
       num_cuts=state.num_cuts, num_resets=state.num_resets,
       p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
-      window=window_lib.record(state.window, value, skipped=faults.fault),
+      window=window, scales=state.scales, collapse_seen=state.collapse_seen,
+      policy_state=state.policy_state, restore=jnp.zeros((), bool),
   )
-  dtype = state.learning_rate.dtype
-  if static.measures_rho:
-    # Measured at the first finite loss only: the rare case is the true
-    # branch, so that under `vmap` the common one runs vmapped, not per arm.
-    hp = hp._replace(measured_rho=lazy_cond(
-        ~(state.window.loss_scale > 0),
-        lambda g, u: inner_rules.measured_rho(g, u, dtype),
-        lambda g, u: jnp.ones((), dtype),
-        grads, updates,
-    ))
   # A restore's anchor is the one the branch leaves: it moves only on a
-  # completed window, which restores nothing.
+  # tested window, which restores nothing.
   controls, correction, anchor = _rare_branches(
       static, controls, state.correction, state.anchor_params, params, grads,
-      value, grad_squares, faults, hp,
-  )
-  # A skipped step takes no decision: the rare branches did not run.
-  decision = jnp.where(faults.skipped, Decision.SKIPPED, controls.decision)
-  controls = controls._replace(decision=decision.astype(jnp.int32))
-
-  # What the update does follows from the decision.
-  restore = (decision == Decision.DIVERGED) | (
-      static.reset & (decision == Decision.RESTART)
+      value, _gradient(static, state, window, grads, updates, grad_squares),
+      faults, hp, state.step,
   )
   updates = _apply_verdict(
-      updates, params, anchor, controls.learning_rate, restore, faults.skipped
+      updates, params, anchor, controls.learning_rate, controls.restore,
+      faults.skipped,
   )
   if static.inner is not None:
     inner_state = _keep_or_restart_inner(
-        static.inner, inner_state, state.inner_state, anchor, restore,
-        faults.skipped,
+        static.inner, inner_state, state.inner_state, anchor,
+        controls.restore, faults.skipped,
     )
-  return updates, ExpTestState(
-      step=optax.safe_increment(state.step),  # After the branch: no copy.
+  return updates, _next_state(
+      state, controls, faults, correction, anchor, inner_state
+  )
+
+
+def _next_state(
+    state: ExpTestState,
+    controls: _Controls,
+    faults: _Faults,
+    correction: correction_lib.CorrectionState,
+    anchor: optax.Params,
+    inner_state: optax.OptState,
+) -> ExpTestState:
+  """The state after this step. A skipped step takes no decision: the rare
+  branches did not run."""
+  decision = jnp.where(faults.skipped, Decision.SKIPPED, controls.decision)
+  return ExpTestState(
+      learning_rate=controls.learning_rate,
+      phase=controls.phase,
+      num_cuts=controls.num_cuts,
+      num_resets=controls.num_resets,
       num_skipped=jnp.where(
           faults.skipped, optax.safe_increment(state.num_skipped),
           state.num_skipped,
       ),
+      p_value=controls.p_value,
+      decision=decision.astype(jnp.int32),
+      step=optax.safe_increment(state.step),  # After the branch: no copy.
       faults_in_a_row=faults.in_a_row,
+      window=controls.window,
+      scales=controls.scales,
+      collapse_seen=controls.collapse_seen,
+      policy_state=controls.policy_state,
       correction=correction,
       anchor_params=anchor,
       inner_state=inner_state,
-      **controls._asdict(),
   )
 
 
@@ -745,6 +801,7 @@ def exptest(
     anchor: str = "window",
     loss_floor: jax.typing.ArrayLike = 0.0,
     capacity: Optional[int] = None,
+    policy: Optional[Policy] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""ExpTest: searches the learning rate, then cuts it on plateaus.
 
@@ -840,7 +897,8 @@ def exptest(
       ExpTest scales them (momentum, Adam's scaling); ExpTest re-initialises
       its state on a reset, and maps `learning_rate` to its rate.
     sgd_correction: measure the mini-batch window correction `c_w`; set
-      False for full-batch training.
+      False for full-batch training (the paper's policy; with `policy=`,
+      the policy's own setting applies).
     reset: on a failed search, return to the initial parameters (the paper's
       Algorithm 1).
     divergence_factor: a loss with `loss - loss_floor` above
@@ -859,6 +917,9 @@ def exptest(
       `L0` is measured from it.
     capacity: number of slots of the loss window (a static int, at least 4;
       None for 1024).
+    policy: the rules that turn the losses into decisions (a `Policy`,
+      `docs/design.md`, "How to add a policy"); None for the paper's
+      Algorithm 1 (`paper_policy.PaperPolicy(sgd_correction)`).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` whose `update` takes the loss
@@ -892,20 +953,20 @@ def exptest(
   if divergence_factor is not None:
     arguments.check_range("divergence_factor", divergence_factor, 1.0, math.inf)
   arguments.check_range("loss_floor", loss_floor, -math.inf, math.inf)
-  capacity = arguments.static_capacity(capacity)
   arguments.check_patience(divergence_patience)
-  if anchor not in ("window", "init"):
-    raise ValueError(
-        f"exptest: anchor must be 'window' or 'init', got anchor={anchor!r}."
-    )
+  arguments.check_anchor(anchor)
+  arguments.check_policy(policy)
   if inner is not None:
     inner = optax.with_extra_args_support(inner)
   config = _Config(
       learning_rate=learning_rate, alpha=alpha, beta=beta,
-      divergence_factor=divergence_factor, loss_floor=loss_floor,
-      inner=inner, sgd_correction=sgd_correction, reset=reset,
-      anchor=anchor, divergence_patience=divergence_patience,
-      capacity=capacity, rule=inner_rules.classify(inner),
+      divergence_factor=divergence_factor,
+      divergence_patience=divergence_patience, loss_floor=loss_floor,
+      inner=inner,
+      policy=PaperPolicy(sgd_correction) if policy is None else policy,
+      mode=AnchorMode.of(reset, anchor),
+      capacity=arguments.static_capacity(capacity),
+      rule=inner_rules.classify(inner),
   )
 
   def update_fn(

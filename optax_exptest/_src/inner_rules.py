@@ -1,6 +1,6 @@
 """What ExpTest's starting rate and window become for an `inner` transformation.
 
-The paper's bound `eta_max` and window `W = 2 sqrt(2) L0 / (e eta)` are
+The paper's bound `eta_max` and window `W` (`window.window_size`) are
 derived for gradient descent, whose step is `eta * g`. With `inner=` the step
 is `eta * u`, `u` the inner transformation's output, and the same `eta` moves
 the parameters by a different amount. The rule here maps an inner rate to the
@@ -10,7 +10,7 @@ gradient-descent rate with the same first-order loss decrease per step, its
 
 * the run starts at `eta_0 = eta_max / rho` (so that `eta_eff = eta_max`, the
   bound), and
-* the window is `W = 2 sqrt(2) L0 / (e rho eta)` at every rate.
+* the window `W` is computed at `rho * eta` at every rate.
 
 `rho` depends on what the inner transformation is, which is found by probing
 it (`classify`) rather than by its name or state type, so wrappers,
@@ -45,7 +45,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["InnerRule", "classify", "PLAIN", "measured_rho"]
+__all__ = [
+    "InnerRule", "classify", "effective_rate", "measured_rho", "PLAIN",
+    "start_rate",
+]
 
 # Kinds of inner transformation.
 PLAIN = "plain"
@@ -83,11 +86,19 @@ class InnerRule(NamedTuple):
   rho: float = 1.0
   measures_rho: bool = False
 
-  def start_rate(self, learning_rate: Any) -> Any:
-    """The rate `init` starts at: `eta_max / rho` for a linear inner."""
-    if self.kind == LINEAR:
-      return learning_rate / self.rho
-    return learning_rate
+
+def effective_rate(learning_rate: Any, rho: Any) -> Any:
+  """The gradient-descent rate with the loss decrease per step of the
+  inner's `learning_rate`: `rho * eta`. The paper's windows and bound are
+  in these units."""
+  return learning_rate * rho
+
+
+def start_rate(effective: Any, rho: Any) -> Any:
+  """The inner's rate whose effective rate is `effective`: `effective /
+  rho` (the run starts at `eta_max / rho`, applied at `init` with the probe's
+  `rho` and again at the first finite loss with a measured one)."""
+  return effective / rho
 
 
 def _probe_tree(params: Optional[optax.Params]) -> optax.Params:

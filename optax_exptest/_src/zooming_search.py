@@ -92,6 +92,67 @@ class Pull(NamedTuple):
   round: int
 
 
+
+def _check_arguments(
+    low: float, high: float, scale: str, horizon: Any, variant: str, seed: Any
+) -> None:
+  """`ZoomingSearch`'s arguments other than `radius_scale`, with messages
+  that say how to fix the call."""
+  if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+    raise ValueError(
+        f"ZoomingSearch: need finite low < high, got low={low!r},"
+        f" high={high!r}; pass the smallest and the largest learning rate"
+        " to search, in that order."
+    )
+  if scale not in ("linear", "log"):
+    raise ValueError(
+        f"ZoomingSearch: scale must be 'linear' or 'log', got scale={scale!r}."
+    )
+  if scale == "log" and low <= 0:
+    raise ValueError(
+        f"ZoomingSearch: scale='log' needs low > 0, got low={low!r}; pass a"
+        " positive smallest rate (e.g. 1e-3 times the largest) or use"
+        " scale='linear'."
+    )
+  if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 2:
+    raise ValueError(
+        f"ZoomingSearch: horizon must be an integer >= 2 (the total number"
+        f" of pulls planned), got horizon={horizon!r}."
+    )
+  if variant not in VARIANTS:
+    raise ValueError(
+        f"ZoomingSearch: variant must be 'spread' or 'classic', got"
+        f" variant={variant!r}."
+    )
+  if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+    raise ValueError(
+        f"ZoomingSearch: seed must be a non-negative integer, got seed={seed!r}."
+    )
+
+
+def _checked_radius_scale(
+    radius_scale: Optional[float], horizon: int, variant: str
+) -> float:
+  """The radius scale to use: the variant's default when None; checked."""
+  if radius_scale is None:
+    radius_scale = default_radius_scale(horizon, variant)
+  radius_scale = float(radius_scale)
+  if not (math.isfinite(radius_scale) and radius_scale > 0):
+    raise ValueError(
+        "ZoomingSearch: radius_scale must be a positive number, got"
+        f" radius_scale={radius_scale!r}."
+    )
+  r0 = radius_scale * math.sqrt(2 * math.log(horizon))
+  if r0 < MIN_INITIAL_RADIUS:
+    raise ValueError(
+        f"ZoomingSearch: radius_scale={radius_scale!r} with"
+        f" horizon={horizon!r} gives a first radius of {r0:.3g}; covering"
+        f" [0, 1] would take about {0.5 / r0:.3g} arms. Use a radius_scale"
+        f" of at least {MIN_INITIAL_RADIUS / math.sqrt(2 * math.log(horizon)):.3g}."
+    )
+  return radius_scale
+
+
 class ZoomingSearch:
   r"""Zooming search over learning rates, one or many pulls per round.
 
@@ -217,53 +278,9 @@ class ZoomingSearch:
       seed: int = 0,
   ):
     low, high = float(low), float(high)
-    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
-      raise ValueError(
-          f"ZoomingSearch: need finite low < high, got low={low!r},"
-          f" high={high!r}; pass the smallest and the largest learning rate"
-          " to search, in that order."
-      )
-    if scale not in ("linear", "log"):
-      raise ValueError(
-          f"ZoomingSearch: scale must be 'linear' or 'log', got scale={scale!r}."
-      )
-    if scale == "log" and low <= 0:
-      raise ValueError(
-          f"ZoomingSearch: scale='log' needs low > 0, got low={low!r}; pass a"
-          " positive smallest rate (e.g. 1e-3 times the largest) or use"
-          " scale='linear'."
-      )
-    if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 2:
-      raise ValueError(
-          f"ZoomingSearch: horizon must be an integer >= 2 (the total number"
-          f" of pulls planned), got horizon={horizon!r}."
-      )
-    if variant not in VARIANTS:
-      raise ValueError(
-          f"ZoomingSearch: variant must be 'spread' or 'classic', got"
-          f" variant={variant!r}."
-      )
+    _check_arguments(low, high, scale, horizon, variant, seed)
     config_radius_scale = radius_scale
-    if radius_scale is None:
-      radius_scale = default_radius_scale(horizon, variant)
-    radius_scale = float(radius_scale)
-    if not (math.isfinite(radius_scale) and radius_scale > 0):
-      raise ValueError(
-          "ZoomingSearch: radius_scale must be a positive number, got"
-          f" radius_scale={radius_scale!r}."
-      )
-    r0 = radius_scale * math.sqrt(2 * math.log(horizon))
-    if r0 < MIN_INITIAL_RADIUS:
-      raise ValueError(
-          f"ZoomingSearch: radius_scale={radius_scale!r} with"
-          f" horizon={horizon!r} gives a first radius of {r0:.3g}; covering"
-          f" [0, 1] would take about {0.5 / r0:.3g} arms. Use a radius_scale"
-          f" of at least {MIN_INITIAL_RADIUS / math.sqrt(2 * math.log(horizon)):.3g}."
-      )
-    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-      raise ValueError(
-          f"ZoomingSearch: seed must be a non-negative integer, got seed={seed!r}."
-      )
+    radius_scale = _checked_radius_scale(radius_scale, horizon, variant)
     self._geometry = ArmGeometry(low, high, scale)
     self._horizon = int(horizon)
     self._radius = Radius(radius_scale, math.log(self._horizon))
