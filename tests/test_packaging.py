@@ -67,6 +67,9 @@ except ImportError as e:
                                           ("ZoomingSearcher", "ray")])
 def test_integrations_name_their_missing_extra(name, engine, monkeypatch):
   monkeypatch.setitem(sys.modules, engine, None)  # as if it were not installed
+  # Submodules an earlier test imported would still resolve from the cache.
+  for loaded in [m for m in sys.modules if m.startswith(engine + ".")]:
+    monkeypatch.delitem(sys.modules, loaded)
   module = f"optax_exptest.integrations._{engine}"
   monkeypatch.delitem(sys.modules, module, raising=False)
   with pytest.raises(ImportError, match=rf'{name} needs {engine}.*optax_exptest\[{engine}\]'):

@@ -108,6 +108,11 @@ def test_decisions_as_events_and_as_names():
   ax = plotting.plot_run(losses, events, marked=["decreasing"])
   assert _marks(ax) == [(40.0, colors[Decision.DECREASING])]
 
+  # A run too short for any decision: an empty list of events (the demo's
+  # record of a short run) draws the loss and marks nothing.
+  ax = plotting.plot_run(losses, [], np.full(50, 0.1))
+  assert _marks(ax) == []
+
 
 def test_moving_average_skips_a_non_finite_loss_and_trails():
   losses = np.ones(60)

@@ -254,7 +254,11 @@ def test_fit_exponential_at_least_as_good_as_curve_fit(kind, x64):
   y = _as_input(windows, x64)
   t = np.arange(_N, dtype=np.float64)
   _, fits, *_ = _analyse(t, y, 1.0, x64)
-  rtol = _tol(x64, 1e-3, 1e-6)
+  # float32: in a nearly straight window the fit's amplitude and offset reach
+  # 1e3 with opposite signs, where a float32 Gauss-Newton step cannot resolve
+  # the last 0.5 % of the SSE (seen on one random decay; x64 matches to 1e-6).
+  # A wrong fit (a line, a wrong local minimum) is worse by far more.
+  rtol = _tol(x64, 1e-2, 1e-6)
   for i in range(len(y)):
     ref = _curve_fit_sse(t, y[i])
     # No worse than SciPy's, up to what evaluating the residuals at this

@@ -101,6 +101,8 @@ def _decision_events(decisions: Any, steps: Any) -> list[tuple[float, Decision]]
   if _is_records(decisions):
     return [(float(e["step"]), _decision(e["decision"])) for e in decisions]
   codes = list(decisions)
+  if not codes:  # no decision, whichever form was meant
+    return []
   steps = np.arange(1, len(codes) + 1) if steps is None else np.asarray(steps)
   if len(codes) != len(steps):
     raise ValueError(
