@@ -10,6 +10,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from optax_exptest._src import usage
 from optax_exptest._src.window import MIN_WINDOW
 
 DEFAULT_CAPACITY = 1024
@@ -74,12 +75,11 @@ def check_patience(patience: Any) -> None:
     raise ValueError(message)
 
 
-def check_update_args(value: Any, params: Any) -> None:
+def check_update_args(value: Any, params: Any, extra_args: dict) -> None:
+  """`update`'s `value` and `params`; a missing `value` is told with what
+  came instead (`usage.missing_value_message`)."""
   if value is None:
-    raise TypeError(
-        "exptest's update needs the training loss at `params`: call"
-        " tx.update(grads, state, params, value=loss)."
-    )
+    raise TypeError(usage.missing_value_message(extra_args))
   if jnp.ndim(value) != 0:
     raise ValueError(
         "exptest: value must be the scalar loss at `params`, got shape"

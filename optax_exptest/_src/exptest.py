@@ -32,8 +32,10 @@ import optax
 from optax_exptest._src import arguments
 from optax_exptest._src import collapse
 from optax_exptest._src import correction as correction_lib
+from optax_exptest._src import history as history_lib
 from optax_exptest._src import inner_rules
 from optax_exptest._src import scales as scales_lib
+from optax_exptest._src import usage
 from optax_exptest._src import window as window_lib
 from optax_exptest._src.decision import Decision
 from optax_exptest._src.decision import Phase
@@ -75,6 +77,9 @@ class ExpTestState(NamedTuple):
       looked collapsed (a collapse is confirmed at the next one).
     policy_state: the policy's own memory (`Policy.init_state`; `()` for
       the paper's).
+    history: the run's last changes (`history.History`: each cut, return
+      to the anchor or change of phase, with its step, rate and p-value),
+      written only when one happens; `exptest_summary` lists them.
     correction: the sums behind the mini-batch correction `c_w`
       (`correction.CorrectionState`; its `displacement` is `()` when the
       policy measures no correction).
@@ -104,6 +109,7 @@ class ExpTestState(NamedTuple):
   scales: scales_lib.Scales
   collapse_seen: jax.Array
   policy_state: Any
+  history: history_lib.History
   correction: correction_lib.CorrectionState
   anchor_params: optax.Params
   inner_state: optax.OptState
@@ -126,6 +132,7 @@ class _Controls(NamedTuple):
   scales: scales_lib.Scales
   collapse_seen: jax.Array
   policy_state: Any
+  history: history_lib.History
   restore: jax.Array
 
 
@@ -222,16 +229,23 @@ def _is_fault(
     flag: jax.Array,
     grad_squares: jax.Array,
     hp: Hyperparameters,
+    learning_rate: jax.Array,
 ) -> jax.Array:
   """A step that must not move the parameters: a non-finite loss, gradient
   or inner update, or, once the scales are known, a loss with `value -
   loss_floor > divergence_factor * L0` or a gradient norm above
-  `divergence_factor * ||g_0||`.
+  `divergence_factor * ||g_0||`; and every step while the rate is not a
+  positive finite number.
 
   The gradient's rule catches a batch whose loss stays moderate but whose
   step would not: inputs scaled by 1e4 give a model that classifies them
   right a small loss and, on the few it gets wrong, a gradient 1e4 times
-  the usual one.
+  the usual one. The rate's rule catches a rate that `exptest` could not
+  check, a traced one (one per vmapped arm): a negative rate would climb
+  the loss, a NaN one fill the parameters with NaN. Its steps are faults,
+  so the run confirms a divergence every `divergence_patience` steps and
+  returns to the anchor: it stays where it started, and says why
+  (`Decision.DIVERGED`, the rate in `exptest_summary`).
   """
   loss_far_above = (scales.loss > 0) & (
       value - hp.loss_floor > hp.divergence_factor * scales.loss
@@ -239,7 +253,8 @@ def _is_fault(
   grad_far_above = (scales.grad_norm_sq > 0) & (
       grad_squares > jnp.square(hp.divergence_factor) * scales.grad_norm_sq
   )
-  return (flag != 0) | loss_far_above | grad_far_above
+  bad_rate = ~((learning_rate > 0) & (learning_rate < jnp.inf))
+  return (flag != 0) | loss_far_above | grad_far_above | bad_rate
 
 
 def _count_faults(
@@ -340,8 +355,9 @@ def _decide_step(
   bump = lambda count, happened: jnp.where(
       happened, optax.safe_increment(count), count
   )
+  learning_rate = controls.learning_rate * verdict.rate_factor
   return _Controls(
-      learning_rate=controls.learning_rate * verdict.rate_factor,
+      learning_rate=learning_rate,
       phase=verdict.phase,
       num_cuts=bump(controls.num_cuts, verdict.rate_factor < 1),
       num_resets=bump(controls.num_resets, verdict.restore),
@@ -356,6 +372,10 @@ def _decide_step(
           jnp.where(ended, looks_collapsed, controls.collapse_seen),
       ),
       policy_state=policy_state,
+      history=history_lib.record(
+          controls.history, verdict, controls.phase, controls.learning_rate,
+          learning_rate, optax.safe_increment(step),
+      ),
       restore=verdict.restore,
   ), complete
 
@@ -575,6 +595,8 @@ class _Config(NamedTuple):
   mode: AnchorMode
   capacity: int
   rule: inner_rules.InnerRule
+  # Built by `optax.inject_hyperparams`: `update` checks the injected rate.
+  injected: bool
 
   def rule_for(self, params: optax.Params) -> inner_rules.InnerRule:
     """The inner rule; probed again on `params`' tree when the scalar probe
@@ -615,6 +637,7 @@ def _rule_for_tree(
 
 def _init(config: _Config, params: optax.Params) -> ExpTestState:
   """`init`: the starting rate, an empty window, the anchor."""
+  usage.warn_if_stateful_before(params)
   dtype = _float_dtype(params)
   rule = config.rule_for(params)
   policy = config.policy
@@ -641,6 +664,7 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       scales=scales_lib.init(dtype, rule.rho),
       collapse_seen=jnp.zeros((), bool),
       policy_state=policy.init_state(dtype),
+      history=history_lib.init(dtype, config.learning_rate),
       correction=correction,
       anchor_params=params,
       inner_state=config.inner.init(params) if config.inner else optax.EmptyState(),
@@ -656,7 +680,11 @@ def _update(
     extra_args: dict[str, Any],
 ) -> tuple[optax.Updates, ExpTestState]:
   """`update`: the inner transformation, then `_record_decide_apply`."""
-  arguments.check_update_args(value, params)
+  arguments.check_update_args(value, params, extra_args)
+  if config.injected:
+    state = state._replace(
+        history=usage.check_given_rate(state.history, config.learning_rate)
+    )
   dtype = state.learning_rate.dtype
   value = jnp.asarray(value).astype(dtype)
   grads, inner_state = updates, state.inner_state
@@ -721,7 +749,8 @@ def _record_decide_apply(
       value, grads, updates if static.inner else ()
   )
   faults = _count_faults(
-      _is_fault(state.scales, value, flag, grad_squares, hp),
+      _is_fault(state.scales, value, flag, grad_squares, hp,
+                state.learning_rate),
       state.faults_in_a_row,
       hp.divergence_patience,
   )
@@ -731,7 +760,8 @@ def _record_decide_apply(
       num_cuts=state.num_cuts, num_resets=state.num_resets,
       p_value=state.p_value, decision=jnp.zeros((), jnp.int32),
       window=window, scales=state.scales, collapse_seen=state.collapse_seen,
-      policy_state=state.policy_state, restore=jnp.zeros((), bool),
+      policy_state=state.policy_state, history=state.history,
+      restore=jnp.zeros((), bool),
   )
   # A restore's anchor is the one the branch leaves: it moves only on a
   # tested window, which restores nothing.
@@ -782,6 +812,7 @@ def _next_state(
       scales=controls.scales,
       collapse_seen=controls.collapse_seen,
       policy_state=controls.policy_state,
+      history=controls.history,
       correction=correction,
       anchor_params=anchor,
       inner_state=inner_state,
@@ -967,6 +998,7 @@ def exptest(
       mode=AnchorMode.of(reset, anchor),
       capacity=arguments.static_capacity(capacity),
       rule=inner_rules.classify(inner),
+      injected=usage.called_by_inject_hyperparams(),
   )
 
   def update_fn(

@@ -10,6 +10,8 @@ import numpy as np
 
 from optax_exptest._src.decision import Decision, Phase
 from optax_exptest._src.exptest import ExpTestState
+from optax_exptest._src.history import History
+from optax_exptest._src.history import events
 
 Number = Union[int, float]
 
@@ -141,7 +143,12 @@ def exptest_summary(opt_state: Any) -> dict[str, Any]:
     transient faults), `p_value` (of the last test),
     `decision` and `decision_name` (what the last update decided), `step`,
     `window_fill` (losses in the current window over its length, in
-    [0, 1]) and `window_length`.
+    [0, 1]), `window_length`, and `history`: the run's last changes
+    (cuts, returns to the anchor, the switch to tuning; at most
+    `HISTORY_LENGTH`, 16), oldest first, each a dict with `step`,
+    `decision`, `decision_name`, `rate_before`, `learning_rate` (after)
+    and `p_value`; `plotting.plot_run(losses, summary["history"])` draws
+    them on the run's loss.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax_exptest
@@ -152,6 +159,8 @@ def exptest_summary(opt_state: Any) -> dict[str, Any]:
     >>> summary = optax_exptest.exptest_summary(state)
     >>> summary["learning_rate"], summary["phase_name"], summary["step"]
     (0.1..., 'searching', 1)
+    >>> summary["history"]  # nothing changed yet
+    []
   """
   s = find_exptest_state(opt_state)
   count = np.asarray(s.window.losses.count, np.float64)
@@ -174,4 +183,6 @@ def exptest_summary(opt_state: Any) -> dict[str, Any]:
       step=_plain(s.step),
       window_fill=_plain(np.clip(count / length, 0.0, 1.0)),
       window_length=_plain(s.window.length),
+      # A state dict saved before the history existed has none.
+      history=events(s.history) if isinstance(s.history, History) else [],
   )

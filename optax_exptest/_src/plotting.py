@@ -88,13 +88,33 @@ def _from_records(records: Sequence[Mapping], decisions: Any, rates: Any):
   return losses, decisions, rates, steps
 
 
+def _events_of_one_run(decisions: Any) -> Any:
+  """`decisions`, or the events of an `exptest_summary` passed whole; an
+  error that names a history of several runs (vmapped arms)."""
+  if isinstance(decisions, collections.abc.Mapping):
+    if "history" not in decisions:
+      raise ValueError(
+          "plotting: decisions is a mapping without 'history'; pass"
+          " exptest_summary(state) or its 'history'."
+      )
+    decisions = decisions["history"]
+  if (isinstance(decisions, collections.abc.Sequence) and decisions
+      and _is_records(decisions[0])):
+    raise ValueError(
+        f"plotting: decisions holds the histories of {len(decisions)} runs"
+        " (vmapped arms); plot each on its own axes (history[i])."
+    )
+  return decisions
+
+
 def _decision_events(decisions: Any, steps: Any) -> list[tuple[float, Decision]]:
   """`(step, decision)` pairs from one decision per step or from events.
 
   Args:
     decisions: one decision per step (codes, `Decision`s or names); or
       events, mappings with `"step"` (the update's number, as
-      `exptest_summary` counts) and `"decision"`.
+      `exptest_summary` counts) and `"decision"`, such as
+      `exptest_summary(state)["history"]` (empty: nothing happened).
     steps: the update number of each step (None: 1, 2, ...); unused with
       events.
   """
@@ -171,6 +191,18 @@ def _moving_average(losses: np.ndarray, window: int) -> np.ndarray:
   return mean
 
 
+def _rates_from_events(events: Sequence[Mapping], steps: np.ndarray) -> np.ndarray:
+  """The rate at each step from events that carry it (a history): the rate
+  after the last event at or before the step (a decision applies to its own
+  update), the first event's `rate_before` before it (NaN if absent)."""
+  events = sorted(events, key=lambda e: e["step"])
+  at = np.array([e["step"] for e in events], dtype=float)
+  after = np.array([e["learning_rate"] for e in events], dtype=float)
+  before = float(events[0].get("rate_before", np.nan))
+  last = np.searchsorted(at, steps, side="right") - 1
+  return np.where(last >= 0, after[np.maximum(last, 0)], before)
+
+
 def _checked_run(losses: Any, decisions: Any, rates: Any, steps: Any):
   """`plot_run`'s inputs as one run, checked before anything is drawn.
 
@@ -182,6 +214,8 @@ def _checked_run(losses: Any, decisions: Any, rates: Any, steps: Any):
   record_steps = None
   if _is_records(losses):
     losses, decisions, rates, record_steps = _from_records(losses, decisions, rates)
+  if decisions is not None:
+    decisions = _events_of_one_run(decisions)
   losses = _one_run("losses", losses)
   if steps is None:
     steps = record_steps if record_steps is not None else np.arange(1, len(losses) + 1)
@@ -196,6 +230,9 @@ def _checked_run(losses: Any, decisions: Any, rates: Any, steps: Any):
   events = None
   if decisions is not None:
     events = [dict(step=s, decision=d) for s, d in _decision_events(decisions, steps)]
+    if (rates is None and _is_records(decisions)
+        and all("learning_rate" in e for e in decisions)):
+      rates = _rates_from_events(decisions, steps)
   return losses, steps, events, rates
 
 
@@ -217,9 +254,12 @@ def plot_run(losses: Any, decisions: Any = None, rates: Any = None, *,
       which `decisions`, `rates` and `steps` are read when not given.
     decisions: one decision per step (the state's `decision` codes,
       `Decision`s or names), or events: mappings with `"step"` and
-      `"decision"` (e.g. the steps where something was decided).
+      `"decision"`, such as the run's history from the final state,
+      `exptest_summary(state)["history"]` (or the summary itself), whose
+      rates then draw the rate curve.
     rates: the learning rate after each step (the state's
-      `learning_rate`), shape `(steps,)`; None draws no rate.
+      `learning_rate`), shape `(steps,)`; None draws the events' rates if
+      they carry them, else no rate.
     steps: each loss's update number (default `1, 2, ...`, or the records'
       `"step"`).
     ax: the matplotlib `Axes` to draw on (default: a new figure).
@@ -250,6 +290,22 @@ def plot_run(losses: Any, decisions: Any = None, rates: Any = None, *,
     >>> ax = plotting.plot_run(losses, decisions, rates, title="a run")
     >>> ax.get_title(), ax.get_yscale(), type(ax.figure).__name__
     ('a run', 'log', 'Figure')
+
+    From the final state and a loss recorded per step (the history holds
+    the run's last 16 changes):
+
+    >>> import jax, jax.numpy as jnp, optax, optax_exptest
+    >>> tx = optax_exptest.exptest(1.0, sgd_correction=False)
+    >>> loss_fn = lambda w: jnp.sum((w - 1.0) ** 2)
+    >>> w = jnp.zeros(2); state = tx.init(w); losses = []
+    >>> for _ in range(60):
+    ...   loss, grads = jax.value_and_grad(loss_fn)(w)
+    ...   updates, state = tx.update(grads, state, w, value=loss)
+    ...   w = optax.apply_updates(w, updates); losses.append(float(loss))
+    >>> history = optax_exptest.exptest_summary(state)["history"]
+    >>> [(e["step"], e["decision_name"]) for e in history]
+    [(4, 'restart'), (10, 'exponential'), (16, 'plateau'), (54, 'plateau')]
+    >>> ax = plotting.plot_run(losses, history)
   """
   losses, steps, events, rates = _checked_run(losses, decisions, rates, steps)
   plt = _pyplot()
