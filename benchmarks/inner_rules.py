@@ -27,6 +27,7 @@ Run: `python -m benchmarks inner_rules [--task mnist|california|chain|chain_cali
 import datetime
 import json
 import time
+import warnings
 
 import numpy as np
 import optax
@@ -58,6 +59,9 @@ def _compositions(**exptest_kwargs):
   """`label -> make_tx(learning_rate)`: momentum as `inner=`, and chained
   before ExpTest at the rate given and at `(1 - 0.9)` times it."""
   exptest = lambda rate, **kw: optax_exptest.exptest(rate, **exptest_kwargs, **kw)
+  # The chain rows are the composition `init` warns about, measured on purpose.
+  warnings.filterwarnings(
+      "ignore", message="exptest: a transformation with a per-parameter state")
   return {
       "inner=trace(0.9)": lambda learning_rate: exptest(
           learning_rate, inner=optax.trace(0.9)),

@@ -50,7 +50,7 @@ def test_nnx_update_without_value_is_a_clear_error():
   model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
   optimizer = nnx.Optimizer(model, optax_exptest.exptest(0.1), wrt=nnx.Param)
   grads = nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 2)))))(model)
-  with pytest.raises(TypeError, match="value=loss"):
+  with pytest.raises(TypeError, match=r"call optimizer.update\(model, grads, value=loss\)"):
     optimizer.update(model, grads)
 
 
@@ -142,10 +142,16 @@ def test_flax_stock_train_state_and_the_routes_that_pass_the_loss():
   tx = optax_exptest.exptest(0.5, sgd_correction=False)
   stock = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
   loss, grads = jax.value_and_grad(loss_fn)(params)
-  # Flax's own apply_gradients never passes the loss to the update: today's
-  # error is ExpTest's generic one (flax_utils's docstring gives the routes).
-  with _needs_the_loss():
+  # Flax's own apply_gradients never passes the loss to the update: the
+  # error names it and the two routes.
+  with _needs_the_loss() as raised:
     stock.apply_gradients(grads=grads, value=loss)
+  for route in ("flax.training.train_state.TrainState.apply_gradients",
+                "optax_exptest.flax_utils.TrainState",
+                "optax_exptest.flax_utils.apply_gradients(state, grads=grads, value=loss)"):
+    assert route in str(raised.value)
+  with _needs_the_loss():  # under jit too
+    jax.jit(lambda s: s.apply_gradients(grads=grads, value=loss))(stock)
   # Route 1: the module's function on Flax's stock state, whose type it keeps.
   routed = flax_utils.apply_gradients(stock, grads=grads, value=loss)
   assert type(routed) is train_state.TrainState and int(routed.step) == 1

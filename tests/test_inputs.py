@@ -143,9 +143,10 @@ def test_injected_learning_rate_is_the_starting_rate():
   assert int(state.inner_state.num_cuts) >= 1
   assert float(state.hyperparams["learning_rate"]) == 30.0
   assert optax_exptest.exptest_summary(state)["learning_rate"] < 30.0
-  # Setting it after init changes nothing: init has read it.
+  # Setting it after init changes nothing (init has read it), and says so.
   state.hyperparams["learning_rate"] = jnp.asarray(1.0)
-  a, _ = step(params, state)
+  with pytest.warns(UserWarning, match="from 30 to 1 after init"):
+    a, _ = step(params, state)
   state.hyperparams["learning_rate"] = jnp.asarray(30.0)
   b, _ = step(params, state)
   assert_trees_all_close(a, b)

@@ -820,158 +820,91 @@ def _next_state(
 
 
 def exptest(
-    learning_rate: jax.typing.ArrayLike,
-    alpha: jax.typing.ArrayLike = 0.05,
-    beta: jax.typing.ArrayLike = 0.33,
+    learning_rate: "jax.typing.ArrayLike",
+    alpha: "jax.typing.ArrayLike" = 0.05,
+    beta: "jax.typing.ArrayLike" = 0.33,
     *,
     inner: Optional[optax.GradientTransformation] = None,
     sgd_correction: bool = True,
     reset: bool = True,
-    divergence_factor: Optional[jax.typing.ArrayLike] = 1e3,
+    divergence_factor: "Optional[jax.typing.ArrayLike]" = 1e3,
     divergence_patience: int = 3,
     anchor: str = "window",
-    loss_floor: jax.typing.ArrayLike = 0.0,
+    loss_floor: "jax.typing.ArrayLike" = 0.0,
     capacity: Optional[int] = None,
     policy: Optional[Policy] = None,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""ExpTest: searches the learning rate, then cuts it on plateaus.
+  r"""ExpTest: searches the learning rate from an upper bound, then tunes it.
 
-  Starts at `learning_rate` (an upper bound such as `lr_upper_bound(x)`)
-  and records the loss passed as `value` at every update. With `L0` the
-  first finite loss (minus `loss_floor`) and `eta` the current rate, a
-  window holds `N = max(4, round(c_w W))` losses,
-  `W = round(2 sqrt(2) L0 / (e eta))` (half to even), where
-  `c_w = sum_t ||g_t|| / ||sum_t g_t||` over the first `W` steps after each
-  rate change measures how much mini-batch gradients zig-zag (`c_w = 1`
-  with `sgd_correction=False`, for full-batch training). When the window
-  is full:
-
-  * searching: the F-test of `stats.weighted_exponential_test`. If
-    `p < alpha` the loss decays exponentially: switch to tuning for good.
-    Otherwise `eta *= beta`, and with `reset=True` the update brings the
-    parameters back to those given to `init` and re-initialises `inner`'s
-    state, so the run continues as a fresh run at the new rate.
-  * tuning: the one-sided t-test of `stats.weighted_plateau_test`. If
-    `p >= alpha` (no significant decrease) `eta *= beta`.
-
-  A new window starts after every test. A decision taken at the update of
-  step `t` (the update that receives the loss completing the window) applies
-  to that update already. The correction is measured again after every rate
-  change; after a passed test the next window keeps the same length.
-
-  Faults and divergence. A step with a non-finite loss, gradient or inner
-  update, a loss with `loss - loss_floor > divergence_factor * L0`, or a
-  gradient norm above `divergence_factor` times the first one, is a fault. A fault is skipped: a zero update that leaves the window, the
-  correction's sums, the rate and `inner`'s state as they were (counted in
-  `num_skipped`), so one corrupt batch costs one step. Since a skipped step
-  leaves the parameters where they were, `divergence_patience` faults in a
-  row are the same parameters failing on that many batches: that confirms a
-  divergence, which counts as a failed test: the rate is cut, the
-  parameters return to the anchor and `inner`'s state is re-initialised.
-  While searching with `reset=True` the anchor is the initial parameters
-  (the paper's restart); in the tuning phase, and with `reset=False`, it is
-  the parameters that completed the last window, so a divergence loses at
-  most a window and the run stays tuning. A non-finite value never reaches
-  the parameters.
-
-  The loss scale `L0` is the first *finite* loss minus `loss_floor`. A loss
-  that starts at or below `loss_floor` (a negative log-likelihood, an
-  offset, a start at the optimum) has no gap to decay through: its scale is
-  its distance to the floor, and at least the scale whose first window is 4
-  losses long, so that windows still grow as `1 / eta` with every cut. Pass
-  a known lower bound as `loss_floor` for such losses (`docs/design.md`).
-
-  Updates are `-eta * u`, where `u` is the incoming update (or `inner`'s
-  output): ExpTest fills the learning-rate slot. For momentum or Adam with a
-  faithful reset, pass it as `inner=optax.trace(0.9)` or
-  `inner=optax.scale_by_adam()`: ExpTest owns that state and re-initialises
-  it on a reset. In `optax.chain(optax.trace(0.9), exptest(...))` the
-  momentum is not reset: after a restart the first updates still carry the
-  old momentum, after a blow-up it can stay non-finite (every later step
-  then diverges and the rate is cut to nothing), and no inner rule applies
-  (below).
-
-  A model collapsed to a trivial predictor at the end of two windows in a
-  row (fewer than 1% of the first step's gradient entries still live, as
-  when every ReLU unit has died) counts as a divergence too (`collapse.py`).
-
-  With `inner=`, `learning_rate` stays the bound in gradient-descent units:
-  ExpTest probes `inner` and uses its effective rate `rho * eta`, the
-  gradient-descent rate with the same loss decrease per step (`inner_rules`,
-  `docs/design.md` 4a). It starts at `learning_rate / rho` and computes
-  every `W` at `rho * eta`. Heavy ball and Nesterov (`optax.trace(beta)`)
-  have `rho = 1 / (1 - beta)`; for Adam's or RMSprop's scaling `rho =
-  <g, u> / <g, g>` at the first finite loss; for other inners `rho = 1`.
-
-  Memory: the state holds one copy of the parameters (the anchor, which the
-  tuning phase overwrites at each completed window), a gradient
-  sum (with `sgd_correction`) and `capacity` loss slots, whatever the window
-  length; windows longer than `capacity` are block-averaged (see
-  `block_sums`), and the tests' degrees of freedom follow the number of
-  occupied slots.
-
-  Hyperparameters. `learning_rate`, `alpha`, `beta`, `divergence_factor`,
-  `divergence_patience` and `loss_floor` may be traced arrays (one per vmapped arm); they must be
-  scalars, and only concrete values are range-checked. Under
-  `optax.inject_hyperparams(exptest)`, the injected `learning_rate` is the
-  starting rate: it is read by `init` only, and the current rate is the
-  state's `learning_rate` (`exptest_summary`). Reverse-mode differentiation
-  through `update` treats ExpTest's decisions as constants (they are
-  piecewise constant): gradients flow through `-eta * u` and the inner
-  transformation.
+  Sets the rate of SGD (or of `inner`'s update) by hypothesis tests on the
+  training loss, which every `update` receives as `value`. The run starts at
+  `learning_rate`, an upper bound such as `lr_upper_bound(x)`. While
+  searching, each window of losses (its length set by the loss's scale and
+  the rate) gets a test for an exponential decay: no decay at level `alpha`
+  multiplies the rate by `beta` and restarts from `init`'s parameters; a
+  decay ends the search. Tuning, the rate is cut by `beta` whenever a
+  window's loss stops decreasing. A bad batch (a non-finite or outsized
+  loss or gradient) is skipped; `divergence_patience` in a row cut the rate
+  and return to the last good parameters. `exptest_summary(state)` gives
+  the rate, the phase and the run's last changes. Numeric hyperparameters
+  may be traced (one per vmapped arm). The algorithm, and where it departs
+  from the paper: `docs/design.md`, sections 3, 4 and 4a.
 
   Args:
-    learning_rate: the starting rate, e.g. `lr_upper_bound(x_train)`.
-    alpha: significance level of both tests, in (0, 1).
-    beta: factor of each rate cut, in (0, 1).
-    inner: an optional transformation applied to the gradients before
-      ExpTest scales them (momentum, Adam's scaling); ExpTest re-initialises
-      its state on a reset, and maps `learning_rate` to its rate.
-    sgd_correction: measure the mini-batch window correction `c_w`; set
-      False for full-batch training (the paper's policy; with `policy=`,
-      the policy's own setting applies).
-    reset: on a failed search, return to the initial parameters (the paper's
-      Algorithm 1).
-    divergence_factor: a loss with `loss - loss_floor` above
-      `divergence_factor * L0`, or a gradient whose norm is above
-      `divergence_factor` times the first finite loss's, is a fault; `None`
-      leaves such steps in the window, whose test then fails, as the
-      authors' code does.
-    divergence_patience: the faults in a row that confirm a divergence (an
-      integer, at least 1); 1 treats every fault as a divergence.
-    anchor: where a confirmed divergence in the tuning phase returns, with
-      `reset=True`: `"window"`, the parameters that completed the last window
-      (a copy of the parameters into the anchor at each completed window);
-      `"init"`, those given to `init`, never copied again, and the phase
-      returns to searching.
-    loss_floor: a lower bound of the loss (0 for MSE and cross-entropy);
-      `L0` is measured from it.
-    capacity: number of slots of the loss window (a static int, at least 4;
-      None for 1024).
-    policy: the rules that turn the losses into decisions (a `Policy`,
-      `docs/design.md`, "How to add a policy"); None for the paper's
-      Algorithm 1 (`paper_policy.PaperPolicy(sgd_correction)`).
+    learning_rate: the starting rate, an upper bound on a stable one
+      (`lr_upper_bound`, `lr_upper_bound_from_model`); read once, by `init`.
+      With `inner`, in gradient-descent units: the run starts where
+      `inner`'s step decreases the loss as gradient descent's at this rate.
+    alpha: significance level of both tests, in (0, 1). Default 0.05.
+    beta: the factor each cut multiplies the rate by, in (0, 1) (not a
+      momentum). Default 0.33.
+    inner: a transformation of the gradient that ExpTest then scales, such
+      as `optax.trace(0.9)` or `optax.scale_by_adam()`; ExpTest restarts its
+      state on a reset. Put it here, not before ExpTest in `optax.chain`
+      (that warns at `init`). Default None (SGD).
+    sgd_correction: widen the windows by the mini-batch gradients' noise,
+      measured after each rate change; False for full-batch training.
+      Default True.
+    reset: return to `init`'s parameters after a failed search test (the
+      paper's Algorithm 1). Default True.
+    divergence_factor: a loss more than this many times its first value
+      (above `loss_floor`), or a gradient norm this many times the first,
+      is a fault; None: never (the authors' code). Default 1e3.
+    divergence_patience: the faults in a row that confirm a divergence
+      (an int of at least 1). Default 3.
+    anchor: where a divergence while tuning returns: `"window"`, the
+      parameters that completed the last window; `"init"`, those of `init`,
+      searching again. Default `"window"`.
+    loss_floor: a lower bound of the loss, from which its scale is measured
+      (set it for losses that can be negative). Default 0.0.
+    capacity: the window's loss slots (a static int, at least 4); longer
+      windows are block-averaged. Default None (1024).
+    policy: the rules that turn the losses into decisions
+      (`optax_exptest.policies.Policy`). Default None (the paper's).
 
   Returns:
-    An `optax.GradientTransformationExtraArgs` whose `update` takes the loss
-    at `params` as the keyword `value`.
+    An `optax.GradientTransformationExtraArgs` whose `update(updates, state,
+    params, value=loss)` needs `params` and the loss at `params`.
 
   Raises:
     ValueError: a hyperparameter out of range or not a scalar.
 
   Examples:
-    >>> import jax, jax.numpy as jnp, optax
-    >>> import optax_exptest
-    >>> loss = lambda p: jnp.sum((p - 1.0) ** 2)
-    >>> tx = optax_exptest.exptest(learning_rate=0.5, sgd_correction=False)
-    >>> params = jnp.zeros(3)
+    >>> import jax, jax.numpy as jnp, optax, optax_exptest
+    >>> x = jax.random.normal(jax.random.key(0), (256, 4))
+    >>> y = x @ jnp.array([1.0, -2.0, 3.0, 0.5])
+    >>> loss_fn = lambda w: 0.5 * jnp.mean((x @ w - y) ** 2)
+    >>> eta = optax_exptest.lr_upper_bound(x, loss="mse")
+    >>> tx = optax_exptest.exptest(eta, sgd_correction=False)  # full batch
+    >>> params = jnp.zeros(4)
     >>> state = tx.init(params)
-    >>> for _ in range(40):
-    ...   value, grads = jax.value_and_grad(loss)(params)
-    ...   updates, state = tx.update(grads, state, params, value=value)
+    >>> for _ in range(100):
+    ...   loss, grads = jax.value_and_grad(loss_fn)(params)
+    ...   updates, state = tx.update(grads, state, params, value=loss)
     ...   params = optax.apply_updates(params, updates)
-    >>> bool(loss(params) < 1e-4), int(state.phase)
-    (True, 1)
+    >>> summary = optax_exptest.exptest_summary(state)
+    >>> summary["phase_name"], bool(loss_fn(params) < 1e-6)
+    ('tuning', True)
 
   References:
     Chaudhry & Mizuno, ExpTest: Automating Learning Rate Searching
