@@ -6,7 +6,7 @@ default policy, is `paper_policy.py`.
 """
 
 import enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
@@ -45,6 +45,8 @@ class Decision(enum.IntEnum):
   PLATEAU = 4  # Tuning: plateau; rate cut.
   DIVERGED = 5  # Faults in a row (non-finite values, a loss far above L0).
   SKIPPED = 6  # A fault not (yet) confirmed: a zero update, nothing cut.
+  PROBE = 7  # Searching by probes: one scored; the next starts at another rate.
+  BEST_PROBE = 8  # Searching ends: back to the best probe's rate; now tuning.
 
 
 class Verdict(NamedTuple):
@@ -64,11 +66,15 @@ class Verdict(NamedTuple):
     measure_steps: the steps at the next window's start over which the
       mini-batch correction is measured (int32; 0 for none, and ignored
       when the window goes on).
+    save: whether the parameters become the saved point (a policy with
+      `saves_parameters` only).
+    recall: whether the saved point becomes the anchor, to which `restore`
+      then returns the parameters (a policy with `saves_parameters` only).
 
   Examples:
     >>> from optax_exptest.policies import Verdict
     >>> Verdict._fields
-    ('decision', 'phase', 'rate_factor', 'restore', 'p_value', 'next_length', 'measure_steps')
+    ('decision', 'phase', 'rate_factor', 'restore', 'p_value', 'next_length', 'measure_steps', 'save', 'recall')
   """
 
   decision: jax.Array
@@ -77,4 +83,6 @@ class Verdict(NamedTuple):
   restore: jax.Array
   p_value: jax.Array
   next_length: jax.Array
-  measure_steps: jax.Array
+  measure_steps: Any = 0
+  save: Any = False
+  recall: Any = False

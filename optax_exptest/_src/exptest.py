@@ -39,6 +39,7 @@ from optax_exptest._src import usage
 from optax_exptest._src import window as window_lib
 from optax_exptest._src.decision import Decision
 from optax_exptest._src.decision import Phase
+from optax_exptest._src.decision import Verdict
 from optax_exptest._src.lazy_cond import lazy_cond
 from optax_exptest._src.lazy_cond import lazy_update
 from optax_exptest._src.paper_policy import PaperPolicy
@@ -48,6 +49,9 @@ from optax_exptest._src.policy import Hyperparameters
 from optax_exptest._src.policy import Policy
 
 __all__ = ["Decision", "ExpTestState", "Phase", "exptest"]
+
+# The share of a given horizon over which the rate decays to 0.
+COOLDOWN = 0.2
 
 
 class ExpTestState(NamedTuple):
@@ -87,6 +91,8 @@ class ExpTestState(NamedTuple):
       while searching with `reset=True`, the parameters given to `init`;
       otherwise (tuning, or `reset=False`) the parameters at the end of the
       last completed window (with `anchor="init"`, always those of `init`).
+    saved_params: a second copy of the parameters for a policy that keeps
+      one (`Policy.saves_parameters`: the best probe's), `()` otherwise.
     inner_state: the state of the `inner` transformation.
 
   Examples:
@@ -112,7 +118,16 @@ class ExpTestState(NamedTuple):
   history: history_lib.History
   correction: correction_lib.CorrectionState
   anchor_params: optax.Params
+  saved_params: optax.Params
   inner_state: optax.OptState
+
+
+class _Slots(NamedTuple):
+  """The parameter copies the decision branch may move: the anchor (`()`
+  when it never moves) and the saved point (`()` for a policy without one)."""
+
+  anchor: optax.Params
+  saved: optax.Params
 
 
 class _Controls(NamedTuple):
@@ -144,6 +159,8 @@ class _Static(NamedTuple):
   inner: Optional[optax.GradientTransformationExtraArgs]
   # Whether `rho` is measured at the first finite loss (`inner_rules`).
   measures_rho: bool
+  # Whether the rate follows the horizon's cooldown (`horizon` given).
+  cools_down: bool
 
 
 class _Faults(NamedTuple):
@@ -325,9 +342,10 @@ def _decide_step(
     gradient: _Gradient,
     step: jax.Array,
     static: _Static,
-) -> tuple[_Controls, jax.Array]:
+) -> tuple[_Controls, jax.Array, Verdict]:
   """The rare branch: fix the scales, ask the policy, apply its verdict to
-  the controls. Returns the controls and whether a window was tested.
+  the controls. Returns the controls, whether a window was tested, and the
+  verdict.
 
   `diverged` is a confirmed divergence (`_Faults.confirmed`). A model
   collapsed to a trivial predictor (`collapse.py`) at the end of two
@@ -377,7 +395,33 @@ def _decide_step(
           learning_rate, optax.safe_increment(step),
       ),
       restore=verdict.restore,
-  ), complete
+  ), complete, verdict
+
+
+def _move_slots(
+    slots: _Slots,
+    params: optax.Params,
+    controls: _Controls,
+    tested: jax.Array,
+    verdict: Verdict,
+    static: _Static,
+) -> _Slots:
+  """The parameter copies after a decision: the saved point takes the
+  parameters on `verdict.save`; the anchor takes the saved point on
+  `verdict.recall`, else follows a tested window (`_follow_windows`)."""
+  anchor, saved = slots
+  if static.mode.follows:
+    anchor = _follow_windows(
+        anchor, params, controls, tested & ~verdict.restore, static.mode
+    )
+  if static.policy.saves_parameters:
+    anchor = jax.tree.map(
+        lambda s, a: jnp.where(verdict.recall, s, a), saved, anchor
+    )
+    saved = jax.tree.map(
+        lambda p, s: jnp.where(verdict.save, p, s), params, saved
+    )
+  return _Slots(anchor, saved)
 
 
 def _follow_windows(
@@ -409,18 +453,15 @@ def _follow_windows(
 
 def _decide_and_follow(carry, params, value, faults, hp, gradient, step, *,
                        static: _Static):
-  """`_decide_step`, then the anchor follows a tested window.
+  """`_decide_step`, then the parameter copies move (`_move_slots`).
 
-  `carry` is `(controls, anchor)`, with `anchor = ()` when it does not follow
-  the windows (`anchor="init"`).
+  `carry` is `(controls, slots)`.
   """
-  controls, anchor = carry
-  controls, tested = _decide_step(
+  controls, slots = carry
+  controls, tested, verdict = _decide_step(
       controls, value, faults.confirmed, hp, gradient, step, static
   )
-  if static.mode.follows:
-    anchor = _follow_windows(anchor, params, controls, tested, static.mode)
-  return controls, anchor
+  return controls, _move_slots(slots, params, controls, tested, verdict, static)
 
 
 def _measure(
@@ -453,17 +494,17 @@ def _measure_then_decide(carry, params, grads, value, faults, hp, gradient,
                          step, *, static: _Static):
   """The rare branch with the correction: `_measure`, then decide if needed.
 
-  `carry` is `(controls, correction, anchor)`.
+  `carry` is `(controls, correction, slots)`.
   """
-  controls, correction, anchor = carry
+  controls, correction, slots = carry
   window, correction = _measure(controls.window, correction, grads, faults.fault)
   controls = controls._replace(window=window)
-  controls, anchor = lazy_update(
+  controls, slots = lazy_update(
       _needs_decision(controls.window, faults),
       functools.partial(_decide_and_follow, static=static),
-      (controls, anchor), params, value, faults, hp, gradient, step,
+      (controls, slots), params, value, faults, hp, gradient, step,
   )
-  return controls, correction, anchor
+  return controls, correction, slots
 
 
 def _needs_decision(window: window_lib.WindowState, faults: _Faults) -> jax.Array:
@@ -492,7 +533,7 @@ def _rare_branches(
     static: _Static,
     controls: _Controls,
     correction: correction_lib.CorrectionState,
-    anchor: optax.Params,
+    slots: _Slots,
     params: optax.Params,
     grads: optax.Updates,
     value: jax.Array,
@@ -500,44 +541,60 @@ def _rare_branches(
     faults: _Faults,
     hp: Hyperparameters,
     step: jax.Array,
-) -> tuple[_Controls, correction_lib.CorrectionState, optax.Params]:
-  """Measures the correction and decides, each only when needed; the anchor
-  follows the tested windows (`_follow_windows`) in the same branch."""
-  follow = static.mode.follows
+) -> tuple[_Controls, correction_lib.CorrectionState, _Slots]:
+  """Measures the correction and decides, each only when needed; the
+  parameter copies move (`_move_slots`) in the same branch."""
   # Decisions are piecewise constant: no derivative flows through them
   # (and none needs to be transposed through the branches' while loops).
-  # A following anchor is a constant too.
+  # The copies of the parameters are constants too.
   controls, correction, grads, value, gradient, faults, hp = (
       jax.lax.stop_gradient(
           (controls, correction, grads, value, gradient, faults, hp)
       )
   )
-  # The anchor travels in the branches' carries only when it can move, and
-  # only the branch that decides writes it: a common step does not copy it.
-  carry_anchor, params = (
-      jax.lax.stop_gradient((anchor, params)) if follow else ((), ())
+  # A copy travels in the branches' carries only when it can move, and only
+  # the branch that decides writes it: a common step does not copy it.
+  moves = _Slots(
+      anchor=static.mode.follows or static.policy.saves_parameters,
+      saved=static.policy.saves_parameters,
   )
+  carried = _Slots(*(
+      jax.lax.stop_gradient(x) if move else ()
+      for x, move in zip(slots, moves)
+  ))
+  params = jax.lax.stop_gradient(params) if any(moves) else ()
   needs_decision = _needs_decision(controls.window, faults)
   if not static.policy.measures_correction:
-    controls, carry_anchor = lazy_update(
+    controls, carried = lazy_update(
         needs_decision, functools.partial(_decide_and_follow, static=static),
-        (controls, carry_anchor), params, value, faults, hp, gradient, step,
+        (controls, carried), params, value, faults, hp, gradient, step,
     )
   else:
     # One branch for both rare cases (measuring, deciding), so that a common
     # step checks a single predicate.
-    controls, correction, carry_anchor = lazy_update(
+    controls, correction, carried = lazy_update(
         (controls.window.measuring & ~faults.fault) | needs_decision,
         functools.partial(_measure_then_decide, static=static),
-        (controls, correction, carry_anchor), params, grads, value, faults,
+        (controls, correction, carried), params, grads, value, faults,
         hp, gradient, step,
         batched="select",
     )
-  return controls, correction, carry_anchor if follow else anchor
+  slots = _Slots(*(
+      new if move else old for new, old, move in zip(carried, slots, moves)
+  ))
+  return controls, correction, slots
 
 
 # ----------------------------------------------------------------------------
 # Applying the verdict.
+
+
+def cooldown(step: jax.Array, horizon: jax.Array) -> jax.Array:
+  """The factor on the rate at `step` of a run of `horizon` updates: 1, then
+  down to 0 linearly over the last `COOLDOWN` of them (as warmup-stable-decay
+  schedules end)."""
+  length = COOLDOWN * horizon
+  return jnp.clip((horizon - step) / length, 0, 1).astype(horizon.dtype)
 
 
 def _apply_verdict(
@@ -590,6 +647,7 @@ class _Config(NamedTuple):
   divergence_factor: Optional[jax.typing.ArrayLike]
   divergence_patience: jax.typing.ArrayLike
   loss_floor: jax.typing.ArrayLike
+  horizon: Optional[jax.typing.ArrayLike]
   inner: Optional[optax.GradientTransformationExtraArgs]
   policy: Policy
   mode: AnchorMode
@@ -614,12 +672,16 @@ class _Config(NamedTuple):
         divergence_factor=jnp.asarray(factor, dtype),
         divergence_patience=jnp.asarray(self.divergence_patience, dtype),
         loss_floor=jnp.asarray(self.loss_floor, dtype),
+        horizon=jnp.asarray(
+            jnp.inf if self.horizon is None else self.horizon, dtype
+        ),
     )
 
   def static(self, params: optax.Params) -> _Static:
     return _Static(
         policy=self.policy, mode=self.mode, inner=self.inner,
         measures_rho=self.rule_for(params).measures_rho,
+        cools_down=self.horizon is not None,
     )
 
 
@@ -667,6 +729,7 @@ def _init(config: _Config, params: optax.Params) -> ExpTestState:
       history=history_lib.init(dtype, config.learning_rate),
       correction=correction,
       anchor_params=params,
+      saved_params=params if policy.saves_parameters else (),
       inner_state=config.inner.init(params) if config.inner else optax.EmptyState(),
   )
 
@@ -763,15 +826,20 @@ def _record_decide_apply(
       policy_state=state.policy_state, history=state.history,
       restore=jnp.zeros((), bool),
   )
-  # A restore's anchor is the one the branch leaves: it moves only on a
-  # tested window, which restores nothing.
-  controls, correction, anchor = _rare_branches(
-      static, controls, state.correction, state.anchor_params, params, grads,
-      value, _gradient(static, state, window, grads, updates, grad_squares),
-      faults, hp, state.step,
+  # A restore's anchor is the one the branch leaves: it moves on a tested
+  # window only when nothing is restored, or to the saved point it returns to.
+  controls, correction, slots = _rare_branches(
+      static, controls, state.correction,
+      _Slots(state.anchor_params, state.saved_params), params, grads, value,
+      _gradient(static, state, window, grads, updates, grad_squares), faults,
+      hp, state.step,
   )
+  anchor = slots.anchor
+  learning_rate = controls.learning_rate
+  if static.cools_down:
+    learning_rate = learning_rate * cooldown(state.step, hp.horizon)
   updates = _apply_verdict(
-      updates, params, anchor, controls.learning_rate, controls.restore,
+      updates, params, anchor, learning_rate, controls.restore,
       faults.skipped,
   )
   if static.inner is not None:
@@ -780,7 +848,7 @@ def _record_decide_apply(
         controls.restore, faults.skipped,
     )
   return updates, _next_state(
-      state, controls, faults, correction, anchor, inner_state
+      state, controls, faults, correction, slots, inner_state
   )
 
 
@@ -789,7 +857,7 @@ def _next_state(
     controls: _Controls,
     faults: _Faults,
     correction: correction_lib.CorrectionState,
-    anchor: optax.Params,
+    slots: _Slots,
     inner_state: optax.OptState,
 ) -> ExpTestState:
   """The state after this step. A skipped step takes no decision: the rare
@@ -814,7 +882,8 @@ def _next_state(
       policy_state=controls.policy_state,
       history=controls.history,
       correction=correction,
-      anchor_params=anchor,
+      anchor_params=slots.anchor,
+      saved_params=slots.saved,
       inner_state=inner_state,
   )
 
@@ -833,6 +902,7 @@ def exptest(
     loss_floor: "jax.typing.ArrayLike" = 0.0,
     capacity: Optional[int] = None,
     policy: Optional[Policy] = None,
+    horizon: Optional[jax.typing.ArrayLike] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""ExpTest: searches the learning rate from an upper bound, then tunes it.
 
@@ -920,13 +990,15 @@ def exptest(
   arguments.check_patience(divergence_patience)
   arguments.check_anchor(anchor)
   arguments.check_policy(policy)
+  if horizon is not None:
+    arguments.check_range("horizon", horizon, 0.0, math.inf)
   if inner is not None:
     inner = optax.with_extra_args_support(inner)
   config = _Config(
       learning_rate=learning_rate, alpha=alpha, beta=beta,
       divergence_factor=divergence_factor,
       divergence_patience=divergence_patience, loss_floor=loss_floor,
-      inner=inner,
+      horizon=horizon, inner=inner,
       policy=PaperPolicy(sgd_correction) if policy is None else policy,
       mode=AnchorMode.of(reset, anchor),
       capacity=arguments.static_capacity(capacity),

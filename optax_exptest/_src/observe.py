@@ -20,7 +20,8 @@ Number = Union[int, float]
 #: loss decays exponentially, the search ends; red: no decay, rate cut and
 #: parameters reset; grey: the loss still decreases, rate kept; orange:
 #: plateau, rate cut; black: diverged (faults in a row); purple: a fault
-#: skipped (a zero update). `Decision.NONE` has no colour.
+#: skipped (a zero update); blue: a probe scored; cyan: the search by probes
+#: ended at the best probe. `Decision.NONE` has no colour.
 DECISION_COLORS: Mapping[Decision, str] = types.MappingProxyType({
     Decision.EXPONENTIAL: "C2",
     Decision.RESTART: "C3",
@@ -28,6 +29,8 @@ DECISION_COLORS: Mapping[Decision, str] = types.MappingProxyType({
     Decision.PLATEAU: "C1",
     Decision.DIVERGED: "k",
     Decision.SKIPPED: "C4",
+    Decision.PROBE: "C0",
+    Decision.BEST_PROBE: "C9",
 })
 
 

@@ -89,7 +89,7 @@ class Hyperparameters(NamedTuple):
   Examples:
     >>> import jax.numpy as jnp
     >>> from optax_exptest.policies import Hyperparameters
-    >>> hp = Hyperparameters(*(jnp.float32(x) for x in (0.05, 0.33, 1e3, 3, 0)))
+    >>> hp = Hyperparameters(*(jnp.float32(x) for x in (0.05, 0.33, 1e3, 3, 0, 1e4)))
     >>> float(hp.beta)
     0.33...
   """
@@ -99,6 +99,7 @@ class Hyperparameters(NamedTuple):
   divergence_factor: jax.Array
   divergence_patience: jax.Array
   loss_floor: jax.Array
+  horizon: jax.Array
 
 
 class Event(NamedTuple):
@@ -143,6 +144,8 @@ class Policy(abc.ABC):
     measures_correction: whether the state machine keeps the mini-batch
       correction's sums (a gradient-sized sum) for the policy's windows
       (`Verdict.measure_steps`).
+    saves_parameters: whether the state machine keeps a second copy of the
+      parameters for the policy (`Verdict.save`, `Verdict.recall`).
 
   Examples:
     A policy is passed to `exptest`; the paper's is the default
@@ -156,6 +159,7 @@ class Policy(abc.ABC):
   """
 
   measures_correction: bool = False
+  saves_parameters: bool = False
 
   def init_state(self, dtype: jnp.dtype) -> Any:
     """The policy's own memory, a pytree of arrays (none by default)."""
