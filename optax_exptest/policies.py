@@ -17,6 +17,7 @@ from optax_exptest._src.policy import AnchorMode
 from optax_exptest._src.policy import Event
 from optax_exptest._src.policy import Hyperparameters
 from optax_exptest._src.policy import Policy
+from optax_exptest._src.probing_policy import ProbingPolicy
 from optax_exptest._src.scales import Scales
 
 __all__ = (
@@ -27,6 +28,7 @@ __all__ = (
     "PaperPolicy",
     "Phase",
     "Policy",
+    "ProbingPolicy",
     "Scales",
     "Verdict",
     "window",

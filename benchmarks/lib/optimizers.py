@@ -139,7 +139,8 @@ EXPTEST_INNERS: dict[str, Optional[Callable[[], optax.GradientTransformation]]] 
 
 
 def build_exptest(learning_rate, inner: str = "sgd", *, weight_decay: float = 0.0,
-                  weight_decay_mask=None, **kwargs) -> optax.GradientTransformationExtraArgs:
+                  weight_decay_mask=None, policy_options=None,
+                  **kwargs) -> optax.GradientTransformationExtraArgs:
   """`optax_exptest.exptest(learning_rate, inner=EXPTEST_INNERS[inner]())`.
 
   Args:
@@ -150,6 +151,8 @@ def build_exptest(learning_rate, inner: str = "sgd", *, weight_decay: float = 0.
       weight_decay_mask)` is chained after the inner update, inside ExpTest,
       so that the decay is scaled by ExpTest's rate as AdamW's is by its own.
     weight_decay_mask: the mask of `optax.add_decayed_weights`.
+    policy_options: fields of the policy named by `kwargs["policy"]`
+      (`"probing"` by default), for variants given as JSON.
     **kwargs: more arguments of `optax_exptest.exptest`.
 
   Returns:
@@ -162,4 +165,10 @@ def build_exptest(learning_rate, inner: str = "sgd", *, weight_decay: float = 0.
   if weight_decay:
     parts.append(optax.add_decayed_weights(weight_decay, weight_decay_mask))
   inner_tx = None if not parts else parts[0] if len(parts) == 1 else optax.chain(*parts)
+  if policy_options is not None:
+    name = kwargs.get("policy", "probing")
+    kwargs["policy"] = {
+        "paper": optax_exptest.policies.PaperPolicy,
+        "probing": optax_exptest.policies.ProbingPolicy,
+    }[name](**policy_options)
   return optax_exptest.exptest(learning_rate, inner=inner_tx, **kwargs)

@@ -104,6 +104,14 @@ def check_policy(policy: Any) -> None:
   from optax_exptest._src.policy import Policy  # pylint: disable=g-import-not-at-top
   if policy is None:
     return
+  if isinstance(policy, str):
+    from optax_exptest._src.exptest import POLICIES  # pylint: disable=g-import-not-at-top
+    if policy not in POLICIES:
+      raise ValueError(
+          f"exptest: policy must be one of {sorted(POLICIES)} or a Policy"
+          f" instance, got policy={policy!r}."
+      )
+    return
   if isinstance(policy, type) and issubclass(policy, Policy):
     raise ValueError(
         f"exptest: policy must be a Policy instance, got the class"

@@ -23,7 +23,7 @@ the state in place and stay branches under `jax.vmap`
 
 import functools
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,7 @@ from optax_exptest._src.decision import Verdict
 from optax_exptest._src.lazy_cond import lazy_cond
 from optax_exptest._src.lazy_cond import lazy_update
 from optax_exptest._src.paper_policy import PaperPolicy
+from optax_exptest._src.probing_policy import ProbingPolicy
 from optax_exptest._src.policy import AnchorMode
 from optax_exptest._src.policy import Event
 from optax_exptest._src.policy import Hyperparameters
@@ -685,6 +686,22 @@ class _Config(NamedTuple):
     )
 
 
+# The policies a name selects: `name -> (sgd_correction -> Policy)`.
+POLICIES = {
+    "paper": PaperPolicy,
+    "probing": lambda sgd_correction: ProbingPolicy(),
+}
+
+
+def _resolve_policy(policy: Union[None, str, Policy], sgd_correction: bool) -> Policy:
+  """A `Policy` from `exptest`'s `policy` argument (None: the paper's)."""
+  if policy is None:
+    policy = "paper"
+  if isinstance(policy, str):
+    return POLICIES[policy](sgd_correction)
+  return policy
+
+
 @functools.lru_cache(maxsize=64)
 def _rule_for_tree(
     inner: optax.GradientTransformationExtraArgs,
@@ -901,7 +918,7 @@ def exptest(
     anchor: str = "window",
     loss_floor: "jax.typing.ArrayLike" = 0.0,
     capacity: Optional[int] = None,
-    policy: Optional[Policy] = None,
+    policy: Union[None, str, Policy] = None,
     horizon: Optional[jax.typing.ArrayLike] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""ExpTest: searches the learning rate from an upper bound, then tunes it.
@@ -999,7 +1016,7 @@ def exptest(
       divergence_factor=divergence_factor,
       divergence_patience=divergence_patience, loss_floor=loss_floor,
       horizon=horizon, inner=inner,
-      policy=PaperPolicy(sgd_correction) if policy is None else policy,
+      policy=_resolve_policy(policy, sgd_correction),
       mode=AnchorMode.of(reset, anchor),
       capacity=arguments.static_capacity(capacity),
       rule=inner_rules.classify(inner),

@@ -176,12 +176,12 @@ class ProbingPolicy(Policy):
     batches: the batch means per half of a tuning test's window.
   """
 
-  probe_steps: int = 100
+  probe_steps: int = 200
   max_probes: int = 8
   first_test: int = 100
   delta: float = 0.1
   batches: int = 8
-  probe_alpha: float = 0.0
+  probe_alpha: float = 0.05
   saves_parameters = True
 
   def init_state(self, dtype):
