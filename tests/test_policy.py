@@ -30,7 +30,8 @@ class NeverCut(policies.Policy):
   def init_state(self, dtype):
     return jnp.zeros((), jnp.int32)
 
-  def first_window(self, window, scales, learning_rate):
+  def first_window(self, window, scales, learning_rate, hp):
+    del scales, learning_rate, hp  # One fixed length.
     n = jnp.asarray(self.length, jnp.int32)
     return policies.window.with_lengths(window, n * 0, n)
 

@@ -310,7 +310,7 @@ def _fix_scales(
       inner_rules.effective_rate(learning_rate, rho),
       gradient.norm_sq, gradient.live, rho,
   )
-  first = policy.first_window(controls.window, scales, learning_rate)
+  first = policy.first_window(controls.window, scales, learning_rate, hp)
   window = jax.tree.map(
       lambda a, b: jnp.where(new, a, b), first, controls.window
   )

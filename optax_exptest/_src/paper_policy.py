@@ -169,7 +169,8 @@ class PaperPolicy(Policy):
   def measures_correction(self) -> bool:
     return self.sgd_correction
 
-  def first_window(self, window, scales, learning_rate):
+  def first_window(self, window, scales, learning_rate, hp):
+    del hp  # The window is the paper's W, whatever the horizon.
     w = window_lib.window_size(
         scales.loss, inner_rules.effective_rate(learning_rate, scales.rho)
     )

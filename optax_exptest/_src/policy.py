@@ -11,7 +11,7 @@ follows the test. It is a static value (hashable, like zooming's
   rate passed to `exptest` and `rho`, the inner's factor to the
   gradient-descent rate (`inner_rules`). Called at `init` and again at the
   first finite loss, when a normalizing inner's `rho` is measured.
-* `first_window(window, scales, learning_rate)`: the window's length once
+* `first_window(window, scales, learning_rate, hp)`: the window's length once
   the first finite loss has fixed the run's scales (`scales.Scales`).
 * `decide(event, state, hp, mode)`: at each of the window's events
   (its end, a full buffer, a confirmed divergence), the `decision.Verdict`:
@@ -177,6 +177,7 @@ class Policy(abc.ABC):
       window: window_lib.WindowState,
       scales: scales_lib.Scales,
       learning_rate: jax.Array,
+      hp: Hyperparameters,
   ) -> window_lib.WindowState:
     """The window's lengths once the scales are fixed (its losses kept)."""
 

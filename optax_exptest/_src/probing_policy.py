@@ -151,16 +151,19 @@ def probe_score(window: window_lib.WindowState, batches: int) -> ProbeScore:
   return ProbeScore(*_mean_and_variance(*batch_means(window, n // 2, n, batches)))
 
 
-def significantly_lower(new: ProbeScore, old: ProbeScore, alpha) -> jax.Array:
-  """Whether `new`'s mean is below `old`'s at level `alpha` (a one-sided
-  Welch test on the batch means); True against an `old` of infinite mean."""
+def lower_p_value(new: ProbeScore, old: ProbeScore) -> jax.Array:
+  """The p-value of "`new`'s mean is not below `old`'s" (a one-sided Welch
+  test on the batch means): 0 against an `old` of infinite mean (no probe
+  scored yet) when `new` is finite; without variance, 0 or 1 by the means."""
   var = new.variance + old.variance
   df = var**2 / (new.variance**2 / jnp.maximum(new.batches - 1, 1)
                  + old.variance**2 / jnp.maximum(old.batches - 1, 1))
   t = (old.mean - new.mean) / jnp.sqrt(var)
   p = 1.0 - stats.t_cdf(t, jnp.maximum(df, 1.0))
-  lower = jnp.where(var > 0, p < alpha, new.mean < old.mean)
-  return jnp.where(jnp.isfinite(old.mean), lower, jnp.isfinite(new.mean))
+  ordered = jnp.where(new.mean < old.mean, 0.0, 1.0)
+  p = jnp.where(var > 0, p, ordered)
+  return jnp.where(jnp.isfinite(old.mean), p,
+                   jnp.where(jnp.isfinite(new.mean), 0.0, 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +172,7 @@ class ProbingPolicy(Policy):
 
   Attributes:
     probe_steps: the updates of each probe.
+    probe_share: with a horizon, the share of it a probe takes at most.
     max_probes: the most probes of a search.
     first_test: the step of the first tuning test; later ones double.
     delta: the share of the loss a doubling of the time at a rate must
@@ -177,6 +181,7 @@ class ProbingPolicy(Policy):
   """
 
   probe_steps: int = 200
+  probe_share: float = 1 / 16
   max_probes: int = 8
   first_test: int = 100
   delta: float = 0.1
@@ -196,9 +201,16 @@ class ProbingPolicy(Policy):
         skip_half=jnp.zeros((), bool),
     )
 
-  def first_window(self, window, scales, learning_rate):
-    n = jnp.asarray(self.probe_steps, jnp.int32)
+  def first_window(self, window, scales, learning_rate, hp):
+    del scales, learning_rate
+    n = self.probe_length(hp)
     return window_lib.with_lengths(window, n * 0, n)
+
+  def probe_length(self, hp: Hyperparameters) -> jax.Array:
+    """`probe_steps`, or with a horizon `probe_share` of it if that is
+    shorter (at least 4 losses a batch mean of the score)."""
+    share = jnp.floor(hp.horizon * self.probe_share)
+    return jnp.clip(share, 4 * self.batches, self.probe_steps).astype(jnp.int32)
 
   def decide(
       self, event: Event, state: ProbingState, hp: Hyperparameters,
@@ -229,10 +241,13 @@ class ProbingPolicy(Policy):
     ended = event.complete | event.diverged
     # A probe replaces the best only if it scores significantly lower: a
     # difference within the mini-batch noise keeps the incumbent.
-    better = ended & jnp.where(
-        self.probe_alpha > 0,
-        significantly_lower(score, state.best_score, self.probe_alpha),
-        score.mean < state.best_score.mean)
+    p = lower_p_value(score, state.best_score)
+    if self.probe_alpha > 0:
+      lower = p < self.probe_alpha
+    else:
+      lower = (score.mean < state.best_score.mean) | (
+          ~jnp.isfinite(state.best_score.mean) & jnp.isfinite(score.mean))
+    better = ended & lower
     probes = state.probes + ended.astype(jnp.int32)
     up = state.direction > 0
     has_best = jnp.isfinite(state.best_score.mean)
@@ -252,9 +267,9 @@ class ProbingPolicy(Policy):
     recall = stop & ~better
     now = event.step + 1  # Updates including this one.
     # The best probe's parameters trained at its rate: there is no fall to
-    # a new level to leave out, and the first test needs a quarter of the
-    # run's updates after this one.
-    next_test = self._test_at_least((4 * now + 2) // 3)
+    # a new level to leave out. The first test at `T` reads `[T / 2, T]`,
+    # as every later one, all of it after the search.
+    next_test = self._test_at_least(2 * now)
     verdict = Verdict(
         decision=jnp.where(
             ~ended, Decision.NONE,
@@ -264,9 +279,9 @@ class ProbingPolicy(Policy):
         phase=jnp.where(stop, Phase.TUNING, Phase.SEARCHING).astype(jnp.int32),
         rate_factor=rate_factor,
         restore=go_on | recall,
-        p_value=event.p_value,
+        p_value=jnp.where(ended, p, event.p_value).astype(event.p_value.dtype),
         next_length=jnp.where(
-            go_on, self.probe_steps,
+            go_on, self.probe_length(hp),
             jnp.where(stop, next_test - now, 0)).astype(jnp.int32),
         save=better,
         recall=recall,
@@ -289,11 +304,13 @@ class ProbingPolicy(Policy):
     due = event.complete & ~in_cooldown & (event.phase == Phase.TUNING)
     length = event.window.losses.count
     start = jnp.where(state.skip_half, length // 2, 0)
+    # Every value the branches read is an operand: under `vmap` a branch
+    # must not close over a batched one.
     p = lazy_cond(
         due,
-        lambda w, s, floor: decrease_test(w, s, self.delta, floor, self.batches),
-        lambda w, s, floor: event.p_value,
-        event.window, start, hp.loss_floor,
+        lambda w, s, floor, p: decrease_test(w, s, self.delta, floor, self.batches),
+        lambda w, s, floor, p: p,
+        event.window, start, hp.loss_floor, event.p_value,
     )
     cut = (due & (p >= hp.alpha)) | event.diverged
     # After a cut, the first test whose window's second half, after the
