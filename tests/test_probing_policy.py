@@ -118,6 +118,14 @@ def test_the_search_stops_at_the_first_worse_probe_and_resumes_the_best():
   # are kept.
   np.testing.assert_allclose(trajectory[[19, 39, 59]], 0.0, atol=1e-6)
   np.testing.assert_allclose(trajectory[end], -best * 19, rtol=1e-5)
+  # The history lists each probe's rate and score, and the return to the best.
+  events = optax_exptest.exptest_summary(state)["history"]
+  assert [e["decision_name"] for e in events[:4]] == ["probe"] * 3 + ["best_probe"]
+  probed = 0.1 / 0.33 ** np.arange(4)
+  np.testing.assert_allclose([e["rate_before"] for e in events[:4]], probed, rtol=1e-5)
+  np.testing.assert_allclose([e["score"] for e in events[:4]],
+                             np.asarray(scores(jnp.asarray(probed))), atol=0.01)
+  assert events[3]["p_value"] > 0.05 and events[2]["p_value"] < 0.05
 
 
 def test_a_first_step_up_that_is_worse_turns_the_search_down():
@@ -187,7 +195,9 @@ def test_arms_in_different_phases_under_vmap_match_single_runs():
 
 
 def test_the_horizon_decays_the_rate_to_zero_over_its_last_fifth():
-  tx = optax_exptest.exptest(0.1, policy=ProbingPolicy(probe_steps=10**6), horizon=100)
+  # One probe longer than the run: no decision, the cooldown alone.
+  tx = optax_exptest.exptest(
+      0.1, policy=ProbingPolicy(probe_steps=10**6, probe_share=2.0), horizon=100)
   params = jnp.zeros(1)
   state = tx.init(params)
   steps = []

@@ -70,11 +70,13 @@ class Verdict(NamedTuple):
       `saves_parameters` only).
     recall: whether the saved point becomes the anchor, to which `restore`
       then returns the parameters (a policy with `saves_parameters` only).
+    score: the figure the decision compared, for the run's history (a
+      probe's mean loss; NaN for none).
 
   Examples:
     >>> from optax_exptest.policies import Verdict
     >>> Verdict._fields
-    ('decision', 'phase', 'rate_factor', 'restore', 'p_value', 'next_length', 'measure_steps', 'save', 'recall')
+    ('decision', 'phase', 'rate_factor', 'restore', 'p_value', 'next_length', 'measure_steps', 'save', 'recall', 'score')
   """
 
   decision: jax.Array
@@ -86,3 +88,4 @@ class Verdict(NamedTuple):
   measure_steps: Any = 0
   save: Any = False
   recall: Any = False
+  score: Any = float("nan")

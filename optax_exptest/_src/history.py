@@ -47,6 +47,8 @@ class History(NamedTuple):
       used (one per slot).
     p_values: the p-value of the test at that event (the last test's when
       none ran, as for a divergence; one per slot).
+    scores: the figure the decision compared (`Verdict.score`: a probe's
+      mean loss; NaN for none; one per slot).
     num_events: the events recorded so far (int32); the next goes to slot
       `num_events % HISTORY_LENGTH`.
     given_rate: the `learning_rate` given to `exptest` when `init` made the
@@ -65,6 +67,7 @@ class History(NamedTuple):
   rates_before: jax.Array
   rates_after: jax.Array
   p_values: jax.Array
+  scores: jax.Array
   num_events: jax.Array
   given_rate: jax.Array
 
@@ -76,6 +79,7 @@ def init(dtype: jnp.dtype, given_rate: Any) -> History:
   return History(
       steps=slots, decisions=slots, rates_before=rates, rates_after=rates,
       p_values=jnp.ones((HISTORY_LENGTH,), dtype),
+      scores=jnp.full((HISTORY_LENGTH,), jnp.nan, dtype),
       num_events=jnp.zeros((), jnp.int32),
       given_rate=jnp.asarray(given_rate, dtype),
   )
@@ -111,6 +115,7 @@ def record(
       rates_before=put(history.rates_before, rate_before),
       rates_after=put(history.rates_after, rate_after),
       p_values=put(history.p_values, verdict.p_value),
+      scores=put(history.scores, verdict.score),
       num_events=jnp.where(
           changed, optax.safe_increment(history.num_events), history.num_events
       ),
@@ -122,7 +127,8 @@ def events(history: History) -> list:
   arm for a vmapped state.
 
   Each dict has `step`, `decision`, `decision_name`, `rate_before`,
-  `learning_rate` and `p_value`.
+  `learning_rate`, `p_value` and `score` (None when the decision compared
+  none; a probe's mean loss at `rate_before`).
   """
   h = jax.tree.map(np.asarray, history)
   if h.num_events.ndim > 0:  # vmapped: one record per arm
@@ -138,6 +144,7 @@ def events(history: History) -> list:
           rate_before=float(h.rates_before[i]),
           learning_rate=float(h.rates_after[i]),
           p_value=float(h.p_values[i]),
+          score=None if np.isnan(h.scores[i]) else float(h.scores[i]),
       )
       for i in order
   ]

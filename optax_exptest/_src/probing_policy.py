@@ -285,6 +285,7 @@ class ProbingPolicy(Policy):
             jnp.where(stop, next_test - now, 0)).astype(jnp.int32),
         save=better,
         recall=recall,
+        score=jnp.where(ended, score.mean, jnp.nan).astype(dtype),
     )
     new = state._replace(
         probes=probes,
