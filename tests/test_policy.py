@@ -99,7 +99,8 @@ def test_the_paper_policy_is_the_default_and_one_argument_away():
   no_correction = optax_exptest.exptest(0.5, sgd_correction=False)
   paper_full = optax_exptest.exptest(
       0.5, policy=policies.PaperPolicy(sgd_correction=False))
-  for a, b in ((default, paper), (no_correction, paper_full)):
+  by_name = optax_exptest.exptest(0.5, policy="paper")
+  for a, b in ((default, paper), (no_correction, paper_full), (default, by_name)):
     ra, rb = train(a, loss, params, 300), train(b, loss, params, 300)
     for x, y in zip(jax.tree.leaves(ra), jax.tree.leaves(rb)):
       np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -107,7 +108,8 @@ def test_the_paper_policy_is_the_default_and_one_argument_away():
 
 @pytest.mark.parametrize("bad, match", [
     (NeverCut, "call it"),
-    ("paper", "must be an optax_exptest Policy"),
+    ("papr", r"policy must be one of \['paper', 'probing'\]"),
+    (0.5, "must be an optax_exptest Policy"),
 ])
 def test_a_bad_policy_says_how_to_fix_it(bad, match):
   with pytest.raises(ValueError, match=match):

@@ -966,8 +966,15 @@ def exptest(
       (set it for losses that can be negative). Default 0.0.
     capacity: the window's loss slots (a static int, at least 4); longer
       windows are block-averaged. Default None (1024).
-    policy: the rules that turn the losses into decisions
-      (`optax_exptest.policies.Policy`). Default None (the paper's).
+    policy: the rules that turn the losses into decisions: `"paper"` (the
+      paper's Algorithm 1), `"probing"` (probes both ways from the start,
+      then tests on windows that double with the run; for deep networks,
+      `docs/design.md` section 3a), or an `optax_exptest.policies.Policy`.
+      Default None (the paper's).
+    horizon: the run's number of updates, if known: the rate then decays
+      linearly to 0 over its last fifth (a warmup-stable-decay ending), and
+      the probing policy's probes take at most a sixteenth of it. Default
+      None (an anytime run).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` whose `update(updates, state,
