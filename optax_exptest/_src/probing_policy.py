@@ -168,16 +168,43 @@ def lower_p_value(new: ProbeScore, old: ProbeScore) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class ProbingPolicy(Policy):
-  """Probe the rate both ways, then tune on doubling windows (module text).
+  """Probe the rate both ways from the start, then tune on doubling windows.
+
+  Searching: probes of `probe_length` updates from the anchor at the start
+  rate, then times `1 / beta` while a probe scores significantly lower than
+  the best so far (or times `beta` if the first step up does not); the first
+  probe that does not ends the search at the best probe's rate and
+  parameters. Tuning: at steps `first_test * 2^j`, the rate is cut by `beta`
+  unless the window's losses still fall by `delta` per halving. The module's
+  text and `docs/design.md` (section 3a) give the rules and their reasons;
+  `exptest(..., policy="probing")` is this policy with its defaults.
 
   Attributes:
-    probe_steps: the updates of each probe.
+    probe_steps: the updates of each probe (without a horizon).
     probe_share: with a horizon, the share of it a probe takes at most.
     max_probes: the most probes of a search.
     first_test: the step of the first tuning test; later ones double.
     delta: the share of the loss a doubling of the time at a rate must
       still remove for the rate to be kept.
-    batches: the batch means per half of a tuning test's window.
+    batches: the batch means per half of a window (a probe's score uses
+      its second half).
+    probe_alpha: the level at which a probe must score lower than the best
+      to replace it (0: any lower score).
+
+  Examples:
+    >>> import jax.numpy as jnp, optax_exptest
+    >>> from optax_exptest.policies import ProbingPolicy
+    >>> tx = optax_exptest.exptest(0.1, policy=ProbingPolicy(probe_steps=100),
+    ...                            horizon=5000)
+    >>> state = tx.init(jnp.zeros(3))
+    >>> optax_exptest.exptest_summary(state)["phase_name"]
+    'searching'
+
+  References:
+    Lang, Zhang & Xiao, Using Statistics to Automate Stochastic
+    Optimization, NeurIPS 2019, https://arxiv.org/abs/1909.09785 (batch
+    means for a test on the correlated losses of a run).
+    Chaudhry & Mizuno, ExpTest, 2024, https://arxiv.org/abs/2411.16975.
   """
 
   probe_steps: int = 200
