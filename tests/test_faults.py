@@ -98,8 +98,11 @@ def insert_faults(batches, rng, count):
 
 
 def _state_without_counters(state):
+  # The history stamps each event with the update's count, which counts
+  # the skipped updates too.
   return state._replace(
-      step=None, num_skipped=None, decision=None, faults_in_a_row=None
+      step=None, num_skipped=None, decision=None, faults_in_a_row=None,
+      history=state.history._replace(steps=None),
   )
 
 

@@ -992,7 +992,7 @@ def exptest(
     >>> tx = optax_exptest.exptest(eta, sgd_correction=False)  # full batch
     >>> params = jnp.zeros(4)
     >>> state = tx.init(params)
-    >>> for _ in range(100):
+    >>> for _ in range(200):
     ...   loss, grads = jax.value_and_grad(loss_fn)(params)
     ...   updates, state = tx.update(grads, state, params, value=loss)
     ...   params = optax.apply_updates(params, updates)

@@ -19,6 +19,8 @@ DECISION_LABELS: Mapping[Decision, str] = types.MappingProxyType({
     Decision.PLATEAU: "plateau: cut",
     Decision.DIVERGED: "diverged: cut + reset",
     Decision.SKIPPED: "fault skipped",
+    Decision.PROBE: "probe scored: next rate",
+    Decision.BEST_PROBE: "best probe: tuning",
 })
 
 #: The decisions `plot_run` and `mark_decisions` mark by default: every one
