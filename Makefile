@@ -1,4 +1,5 @@
-# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`
+# (`make test-all` for every test, as CI runs them).
 # Each creates .venv with the pinned dependencies (requirements.lock) when it is missing.
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test test-all lint bench clean venv
 
 venv: $(STAMP)
 
@@ -19,13 +20,23 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/mnist_demo.py
 
-# The linter first (configured in pyproject.toml), then the tests.
+# Two tiers, chosen by the `slow` marker (pyproject.toml; docs/design.md section 9).
+# `make test`, on every change: the linter, then every test not marked slow (on two cores,
+# 7 minutes on a first run, 2 once JAX's compilation cache in .pytest_cache/jax is warm). `make test-all`, what CI runs: the linter, then every test, the slow ones
+# included (float64 cases, every case of each property sweep, benchmarks' --quick runs,
+# notebooks, the demo, Ray and Optuna runs).
 # .venv/bin first on PATH: the notebooks' Jupyter kernel runs `python`.
 # A file's tests on one worker; the files with slow tests first (tests/conftest.py).
-# OPTAX_EXPTEST_FULL=1 adds the full property sweeps.
+PYTEST := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile \
+	--no-loadscope-reorder -q --durations=15
+
 test: $(STAMP)
 	$(BIN)/ruff check .
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q --durations=15 tests
+	$(PYTEST) -m "not slow" tests
+
+test-all: $(STAMP)
+	$(BIN)/ruff check .
+	$(PYTEST) tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

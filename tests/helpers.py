@@ -1,9 +1,9 @@
 """Small helpers shared by the tests (instead of copies in every file)."""
 import contextlib
 import importlib
+import itertools
 import json
 import logging
-import os
 
 import jax
 import numpy as np
@@ -47,31 +47,56 @@ def log_compilations():
     logger.setLevel(old_level)
 
 
-# Every case of the slow property sweeps (`sweep`), not only the default ones.
-FULL = os.environ.get("OPTAX_EXPTEST_FULL", "") not in ("", "0")
-
-
 def sweep(values, default):
-  """The parameters of a slow property sweep: all `values`, of which those not
-  in `default` are skipped unless ``OPTAX_EXPTEST_FULL=1``.
+  """The parameters of a property sweep in two tiers: every case of `values`
+  runs in ``make test-all``; those not in `default` are marked ``slow``, so
+  ``make test`` (``-m "not slow"``) runs the default ones only.
 
   Args:
-    values: every case of the sweep.
-    default: the cases that run by default (a few that span the sweep).
+    values: every case of the sweep; a plain tuple per case for a
+      parametrization of several names (``"inner, dtype"``).
+    default: the cases of ``make test``: a few that span the sweep (each
+      value of each name at least once, where the cases are tuples).
 
   Returns:
     A list for ``pytest.mark.parametrize``.
 
+  Raises:
+    ValueError: a default case that is not in `values`.
+
   Examples:
-    >>> [p.values for p in sweep([1, 2, 3], default=[1, 3])]
-    [(1,), (2,), (3,)]
+    >>> [(p.values, [m.name for m in p.marks])
+    ...  for p in sweep([1, 2, 3], default=[1, 3])]
+    [((1,), []), ((2,), ['slow']), ((3,), [])]
   """
   missing = [v for v in default if v not in values]
   if missing:
     raise ValueError(f"default cases {missing} are not in the sweep {values}")
-  skip = pytest.mark.skipif(
-      not FULL, reason="a case of the full sweep: set OPTAX_EXPTEST_FULL=1")
-  return [pytest.param(v, marks=() if v in default else skip) for v in values]
+  return [
+      # A plain tuple is a case of several names; a NamedTuple (an optax
+      # transformation) is one value.
+      pytest.param(*(v if type(v) is tuple else (v,)),  # noqa: E721
+                   marks=() if v in default else pytest.mark.slow)
+      for v in values
+  ]
+
+
+def diagonal(*axes):
+  """Cases of a sweep over the product of `axes` that take each value of
+  each axis at least once: ``max(len(axis))`` cases, the ``i``-th taking
+  each axis's ``i % len(axis)``-th value.
+
+  Examples:
+    >>> diagonal(["a", "b"], [1, 2, 3])
+    [('a', 1), ('b', 2), ('a', 3)]
+  """
+  return [tuple(axis[i % len(axis)] for axis in axes)
+          for i in range(max(map(len, axes)))]
+
+
+def product(*axes):
+  """Every case of the product of `axes`, as tuples (`sweep`'s `values`)."""
+  return list(itertools.product(*axes))
 
 
 def run_quick(name, tmp_path):

@@ -46,7 +46,7 @@ def test_plateau_type_one_error_on_flat_noise(n):
 
 
 @pytest.mark.parametrize("n", [50, 120])
-# Flat, steep and rising by default; OPTAX_EXPTEST_FULL=1 adds the gentle slopes.
+# Flat, steep and rising in make test; make test-all adds the gentle slopes.
 @pytest.mark.parametrize(
     "slope", sweep([0.0, -1e-3, -1e-2, -0.1, 1e-2], default=[0.0, -0.1, 1e-2]))
 def test_exponential_type_one_error_on_linear_noise(n, slope):

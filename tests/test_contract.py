@@ -18,7 +18,9 @@ import pytest
 
 import optax_exptest
 
-from helpers import assert_trees_all_close, log_compilations
+from helpers import (
+    assert_trees_all_close, diagonal, log_compilations, product, sweep,
+)
 from problems import CONTRACT_TARGETS, rosenbrock
 
 INNERS = {
@@ -29,6 +31,12 @@ INNERS = {
 # Starting rates above what each update rule tolerates on Rosenbrock, so that
 # every run has to search.
 RATES = {"sgd": 0.1, "momentum": 0.1, "adam": 0.3}
+
+# Each case compiles ExpTest's update anew (a few seconds, most of a case's
+# time), so `make test` runs each inner, dtype and problem at least once and
+# `make test-all` their products (`helpers.sweep`).
+_NAMES = sorted(INNERS)
+_TARGETS = sorted(CONTRACT_TARGETS)
 
 
 def _exptest(inner: str, **kwargs):
@@ -44,7 +52,7 @@ def _step(opt, loss, **update_kwargs):
   return step
 
 
-@pytest.mark.parametrize("inner", sorted(INNERS))
+@pytest.mark.parametrize("inner", sweep(_NAMES, default=["momentum"]))
 def test_extra_args_and_no_recompilation(inner, x64):
   loss, params, _ = rosenbrock()
   opt = _exptest(inner)
@@ -57,8 +65,9 @@ def test_extra_args_and_no_recompilation(inner, x64):
   assert not compiled, compiled
 
 
-@pytest.mark.parametrize("target", sorted(CONTRACT_TARGETS))
-@pytest.mark.parametrize("inner", sorted(INNERS))
+@pytest.mark.parametrize(
+    "inner, target",
+    sweep(product(_NAMES, _TARGETS), default=diagonal(_NAMES, _TARGETS)))
 def test_converges_in_a_long_scan(inner, target, x64):
   loss, initial, final = CONTRACT_TARGETS[target]()
   opt = _exptest(inner)
@@ -70,8 +79,11 @@ def test_converges_in_a_long_scan(inner, target, x64):
   assert_trees_all_close(params, final, rtol=3e-2, atol=3e-2)
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
-@pytest.mark.parametrize("inner", sorted(INNERS))
+_DTYPES = ["bfloat16", "float16", "float32"]
+
+
+@pytest.mark.parametrize(
+    "inner, dtype", sweep(product(_NAMES, _DTYPES), default=diagonal(_NAMES, _DTYPES)))
 def test_updates_keep_the_parameters_dtype(inner, dtype):
   opt = _exptest(inner)
   params = jnp.array([1.0, 2.0], dtype)
@@ -81,8 +93,10 @@ def test_updates_keep_the_parameters_dtype(inner, dtype):
   assert updates.dtype == params.dtype
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-@pytest.mark.parametrize("inner", sorted(INNERS))
+@pytest.mark.parametrize(
+    "inner, dtype",
+    sweep(product(_NAMES, ["bfloat16", "float32"]),
+          default=[("adam", "bfloat16"), ("sgd", "float32")]))
 def test_inside_multi_steps(inner, dtype):
   opt = optax.MultiSteps(_exptest(inner), every_k_schedule=4)
   params = jnp.array([1.0, 2.0], dtype)
@@ -98,10 +112,13 @@ def test_inside_multi_steps(inner, dtype):
   assert optax_exptest.exptest_summary(state)["step"] == 1
 
 
+_COND_DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
+
+
 @pytest.mark.parametrize(
-    "dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
-)
-@pytest.mark.parametrize("inner", sorted(INNERS))
+    "inner, dtype",
+    # float64 (a second compilation under x64) in make test-all.
+    sweep(product(_NAMES, _COND_DTYPES), default=diagonal(_NAMES, _COND_DTYPES[:3])))
 def test_state_is_dtype_and_shape_stable_under_cond(inner, dtype):
   with jax.enable_x64(dtype == jnp.float64):
     opt = _exptest(inner)
@@ -127,7 +144,7 @@ def test_state_is_dtype_and_shape_stable_under_cond(inner, dtype):
       assert jax.tree.map(jax.typeof, state) == types
 
 
-@pytest.mark.parametrize("inner", sorted(INNERS))
+@pytest.mark.parametrize("inner", sweep(_NAMES, default=["adam"]))
 def test_inject_hyperparams_gives_the_same_run(inner):
   factory = functools.partial(optax_exptest.exptest, inner=INNERS[inner]())
   opt = factory(RATES[inner])
@@ -152,7 +169,7 @@ def test_abstract_init():
   assert shapes.anchor_params.shape == (2, 4, 8)
 
 
-@pytest.mark.parametrize("inner", sorted(INNERS))
+@pytest.mark.parametrize("inner", sweep(_NAMES, default=["sgd"]))
 def test_sharding_types_are_stable(inner):
   if len(jax.devices()) < 8:
     pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8")

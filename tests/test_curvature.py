@@ -10,6 +10,8 @@ from jax.flatten_util import ravel_pytree
 import optax_exptest
 from optax_exptest import lr_upper_bound, lr_upper_bound_from_model
 
+from helpers import sweep
+
 
 def _tol(x64):
   return 1e-8 if x64 else 2e-4
@@ -87,6 +89,7 @@ def test_hessian_matches_dense_eigvalsh(x64):
   np.testing.assert_allclose(float(eta), 2 / dense[-1], rtol=_tol(x64))
 
 
+@pytest.mark.slow  # The Gauss-Newton product against the dense matrix; the Hessian's is fast.
 def test_gauss_newton_matches_dense_eigvalsh(x64):
   batches = _classification(seed=1)
   params = _mlp(jax.random.key(1), (4, 3, 3))
@@ -105,6 +108,7 @@ def test_gauss_newton_matches_dense_eigvalsh(x64):
   assert 2 / dense[-1] * (1 - 1e-4) <= float(few) <= 1.1 * 2 / dense[-1]
 
 
+@pytest.mark.slow  # Two Lanczos runs of each curvature.
 def test_default_is_the_hessian(x64):
   # A regression started far from its targets: the residuals' term, which
   # the Gauss-Newton matrix leaves out, raises the Hessian's top eigenvalue.
@@ -146,7 +150,7 @@ def _standardised(s, n, seed=0):
   return (x - x.mean(0)) / x.std(0)
 
 
-@pytest.mark.parametrize("num_outputs", [1, 3])
+@pytest.mark.parametrize("num_outputs", sweep([1, 3], default=[1]))
 def test_linear_regression_equals_the_data_bound(x64, num_outputs):
   # 0.5 * MSE of a linear model with a bias on standardised inputs: the
   # curvature is I_m kron Z^T Z / (s m), the data bound's (eq. 15-16).
@@ -170,6 +174,7 @@ def test_linear_regression_equals_the_data_bound(x64, num_outputs):
   np.testing.assert_allclose(float(eta), data / 2, rtol=_tol(x64))
 
 
+@pytest.mark.slow  # A dense matrix per batch.
 def test_mean_of_each_batch_top_eigenvalue(x64):
   # The default: each batch's own lambda_max, averaged; at least the mean
   # curvature's (lambda_max is convex), so the bound is at most its bound.
@@ -215,6 +220,7 @@ class _TinyCNN(nnx.Module):
     return self.linear(x.reshape(x.shape[0], -1))
 
 
+@pytest.mark.slow  # A CNN's dense Gauss-Newton matrix.
 def test_flax_nnx_cnn_matches_dense_gauss_newton():
   model = _TinyCNN(nnx.Rngs(0))
   graphdef, params = nnx.split(model, nnx.Param)
@@ -234,6 +240,7 @@ def _bag_of_embeddings(params, batch):
   return pooled @ params["w"] + params["b"]
 
 
+@pytest.mark.slow  # An embedding model's Lanczos run.
 def test_integer_token_inputs():
   rng = np.random.default_rng(5)
   vocab, dim, k = 7, 2, 3

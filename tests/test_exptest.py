@@ -12,7 +12,7 @@ import optax_exptest
 from optax_exptest import Decision, Phase
 from optax_exptest._src.window import window_size
 
-from helpers import assert_trees_all_close, log_compilations
+from helpers import assert_trees_all_close, log_compilations, sweep
 from problems import (
     jitted_step, least_squares_minimum, logistic_problem, quadratic_problem,
     train,
@@ -197,6 +197,7 @@ def test_vmap_over_arms_with_traced_rate_and_alpha(reference_traces):
   assert len({tuple(np.asarray(d)) for d in batched[0]}) >= 3
 
 
+@pytest.mark.slow  # vmap against single runs is also the replay arms' test (fast).
 def test_vmapped_training_matches_single_runs_until_decisions_differ():
   loss, params = quadratic_problem()
 
@@ -232,6 +233,9 @@ def test_chained_after_momentum_and_learning_rate_lookup():
   assert float(loss(final)) < float(values[0])
 
 
+# The sharding contract (state types) is in test_contract.py's fast tier;
+# this run over 8 devices compiles two programs of 30 steps.
+@pytest.mark.slow
 def test_sharded_params_over_8_devices():
   devices = jax.devices()
   if len(devices) < 8:
@@ -322,7 +326,8 @@ def test_divergence_factor_cuts_before_the_window_ends():
   assert float(values[first]) > 10 * float(values[0])
 
 
-@pytest.mark.parametrize("inner", [None, "trace", "adam"])
+@pytest.mark.parametrize(
+    "inner", sweep([None, "trace", "adam"], default=["adam"]))
 def test_reset_restores_parameters_and_matches_a_fresh_run(inner):
   """After a reset the run is a fresh run at the new rate (docs/design.md, resets)."""
   loss, params = quadratic_problem(seed=1)

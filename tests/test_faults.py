@@ -16,7 +16,7 @@ import pytest
 import optax_exptest
 from optax_exptest import Decision, Phase
 
-from helpers import assert_trees_all_close
+from helpers import assert_trees_all_close, sweep
 from problems import quadratic_problem, train
 
 CLEAN, NAN_LOSS, NAN_GRAD, INF_GRAD, HUGE_LOSS = range(5)
@@ -110,7 +110,7 @@ def _clean_batches(num_batches, steps, seed):
   return np.random.default_rng(seed).integers(0, num_batches, size=steps)
 
 
-@pytest.mark.parametrize("inner", sorted(INNERS, key=str))
+@pytest.mark.parametrize("inner", sweep(sorted(INNERS, key=str), default=["adam"]))
 def test_faulty_run_equals_the_clean_run_without_the_faulty_steps(inner):
   loss, params, x, num_batches = minibatch_problem()
   tx = optax_exptest.exptest(
@@ -151,6 +151,7 @@ def test_faulty_run_equals_the_clean_run_without_the_faulty_steps(inner):
   assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(f_final))
 
 
+@pytest.mark.slow  # The same property, per arm: a vmapped program of 4 runs.
 def test_faults_under_vmap_act_per_arm():
   """Each vmapped arm has its own faults; each equals its own clean run."""
   loss, params, x, num_batches = minibatch_problem()
@@ -223,6 +224,7 @@ def test_a_divergence_in_tuning_returns_to_the_last_completed_window():
   )
 
 
+@pytest.mark.slow  # The other anchor; the default one's return is fast.
 def test_anchor_init_returns_to_the_start_and_searches_again():
   params, _, blow_up, _, _, records, state = _tuning_run("init")
   _, decisions, _, f_traj = records
@@ -233,7 +235,7 @@ def test_anchor_init_returns_to_the_start_and_searches_again():
   assert int(state.phase) == Phase.SEARCHING
 
 
-@pytest.mark.parametrize("patience", [1, 2, 5])
+@pytest.mark.parametrize("patience", sweep([1, 2, 5], default=[2]))
 def test_patience_faults_in_a_row_confirm_a_divergence(patience):
   loss, params = quadratic_problem()
   tx = optax_exptest.exptest(
@@ -258,6 +260,7 @@ def test_anchor_must_be_window_or_init():
     optax_exptest.exptest(0.1, anchor="start")
 
 
+@pytest.mark.slow  # Orbax's resume is also test_flax.py's (fast tier).
 def test_checkpoint_and_resume_mid_window_with_orbax(tmp_path):
   ocp = pytest.importorskip("orbax.checkpoint")
   loss, params, x, num_batches = minibatch_problem()

@@ -82,6 +82,7 @@ def test_linen_train_state_matches_a_plain_optax_loop():
   assert_trees_all_close(state.opt_state, opt_state, rtol=1e-6)
 
 
+@pytest.mark.slow  # Vmapped arms' summaries are also test_history.py's.
 def test_summary_of_a_chain_and_of_vmapped_arms():
   tx = optax.chain(optax.clip_by_global_norm(1.0), optax_exptest.exptest(0.1))
   params = jnp.zeros(3)
@@ -242,6 +243,7 @@ def test_orbax_round_trip_resumes_exactly(tmp_path):
   assert_trees_all_close(resumed, full, rtol=0, atol=0)
 
 
+@pytest.mark.slow  # An example's run, as the notebooks and the demo.
 def test_cnn_example_smoke(tmp_path):
   from examples import flax_mnist_cnn
   acc, rows = flax_mnist_cnn.train(

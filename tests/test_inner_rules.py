@@ -11,6 +11,7 @@ import optax_exptest
 from optax_exptest import Decision
 from optax_exptest._src import inner_rules
 from optax_exptest._src.window import window_size
+from tests.helpers import sweep
 from tests.problems import logistic_problem, quadratic_problem, train
 
 
@@ -31,11 +32,15 @@ def test_adaptive_scalings_are_normalizing(make):
   assert rule.kind == inner_rules.NORMALIZING and rule.measures_rho
 
 
-@pytest.mark.parametrize("inner", [
+_UNKNOWN_INNERS = [
     optax.clip_by_global_norm(1.0),  # neither linear nor normalizing
     optax.scale_by_schedule(lambda c: 1.0 / (c + 1)),  # no limit
     optax.scale(-1.0),  # a negative gain
-])
+]
+
+
+@pytest.mark.parametrize(
+    "inner", sweep(_UNKNOWN_INNERS, default=[]))
 def test_other_inners_are_unknown_and_unchanged(inner):
   assert inner_rules.classify(inner).kind == inner_rules.UNKNOWN
   loss, params = quadratic_problem()
@@ -109,6 +114,7 @@ def test_adam_starts_where_its_first_loss_decrease_matches_gradient_descent():
 @pytest.mark.parametrize("mask", [
     {"w": True, "b": False}, lambda params: {"w": True, "b": False},
 ], ids=["tree", "callable"])
+@pytest.mark.slow  # Adam's rule itself is fast; here, under a masked chain.
 def test_masked_weight_decay_inside_inner_keeps_adams_rule(mask):
   # AdamW's decay masks a tree of the parameters': the scalar probe cannot
   # run it, a probe with the parameters' tree can.
@@ -146,6 +152,7 @@ def test_momentum_end_to_end_converges_without_collapse():
   assert float(loss(final)) - minimum < 0.05 * (float(values[0]) - minimum)
 
 
+@pytest.mark.slow  # Momentum's end-to-end run is fast.
 def test_adam_end_to_end_cuts_and_converges():
   loss, params, _ = logistic_problem(seed=1)
   tx = optax_exptest.exptest(1.0, inner=optax.scale_by_adam(), sgd_correction=False)

@@ -14,7 +14,7 @@ import optax_exptest
 from optax_exptest import Decision, Phase
 from optax_exptest._src.window import window_size
 
-from helpers import assert_trees_all_close
+from helpers import assert_trees_all_close, sweep
 from problems import (least_squares_minimum, quadratic_problem, relu_regression,
                       rosenbrock, train)
 
@@ -48,7 +48,7 @@ def test_non_finite_first_loss_does_not_fix_the_scale_at_zero(x64):
   assert int(state.num_cuts) < 10 and float(state.learning_rate) > 1e-4
 
 
-@pytest.mark.parametrize("offset", [-5.0, 0.0])
+@pytest.mark.parametrize("offset", sweep([-5.0, 0.0], default=[-5.0]))
 def test_loss_at_or_below_zero_keeps_a_window_and_a_rate(offset):
   """A negative loss (an offset, an NLL) searches and tunes as usual."""
   loss, params = quadratic_problem()
@@ -112,6 +112,7 @@ def test_huge_but_finite_gradients_do_not_count_as_divergence():
   )
 
 
+@pytest.mark.slow  # test_contract.py's inject_hyperparams run is fast.
 def test_inject_hyperparams_with_the_defaults():
   params = jnp.array([1.0, -2.0, 3.0])
   loss = lambda p: jnp.sum(p**2)
@@ -172,7 +173,7 @@ def test_traced_capacity_says_how_to_fix_it():
     jax.jit(lambda c: optax_exptest.exptest(0.1, capacity=c).init(jnp.zeros(2)))(8)
 
 
-@pytest.mark.parametrize("inner", [None, "trace"])
+@pytest.mark.parametrize("inner", sweep([None, "trace"], default=["trace"]))
 def test_reverse_mode_through_update(inner):
   """Gradients flow through `-eta * u` (and inner); decisions are constants."""
   loss, params = quadratic_problem()
@@ -205,7 +206,7 @@ def test_reverse_mode_through_update(inner):
   assert_trees_all_close(got, want, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("sgd_correction", [False, True])
+@pytest.mark.parametrize("sgd_correction", sweep([False, True], default=[True]))
 def test_a_collapse_to_a_constant_predictor_is_recovered(sgd_correction):
   """A first step at 0.5 kills every ReLU unit: the output bias then fits the
   targets' mean, an exponential decay the search test accepts. The collapse
@@ -247,6 +248,7 @@ def test_live_entries_and_the_collapse_rule():
   assert not bool(collapse.has_collapsed(one, 0 * one, one, scale))
 
 
+@pytest.mark.slow  # The collapse rule per arm; the rule itself is fast.
 def test_collapse_check_under_vmap_acts_per_arm():
   """Vmapped over rates, the arm whose first step kills its units returns to
   the start where its single run does; the healthy arm never does."""

@@ -168,6 +168,7 @@ def test_a_probe_that_diverges_scores_worst_and_the_run_recovers():
   assert float(loss(p)) < 1e-6
 
 
+@pytest.mark.slow  # Four probing runs, vmapped and single.
 def test_arms_in_different_phases_under_vmap_match_single_runs():
   loss = lambda p, t: jnp.sum((p - 1.0) ** 2) * (1 + 0.1 * jnp.sin(t))
 

@@ -37,6 +37,7 @@ def test_run_on_devices_keeps_each_devices_order_and_returns_all():
   assert sorted(done) == ["a", "b", "c", "d"]
 
 
+@pytest.mark.slow  # Runs the seeds twice, vmapped and one by one.
 def test_seeds_one_after_another_with_evaluation_after_equal_the_vmapped_runs():
   data = problems.mnist_on_device(subset=640)
   rates = np.array([0.01, 0.1, 0.01, 0.1], np.float32)
