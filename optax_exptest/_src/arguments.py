@@ -5,12 +5,15 @@ values are range-checked. The shapes the state depends on (`capacity`) must
 be static.
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
 
 from optax_exptest._src import usage
+from optax_exptest._src.paper_policy import PaperPolicy
+from optax_exptest._src.policy import Policy
+from optax_exptest._src.probing_policy import ProbingPolicy
 from optax_exptest._src.window import MIN_WINDOW
 
 DEFAULT_CAPACITY = 1024
@@ -101,11 +104,9 @@ def check_anchor(anchor: Any) -> None:
 
 def check_policy(policy: Any) -> None:
   """None (the paper's) or a `Policy` instance that jit can hash."""
-  from optax_exptest._src.policy import Policy  # pylint: disable=g-import-not-at-top
   if policy is None:
     return
   if isinstance(policy, str):
-    from optax_exptest._src.exptest import POLICIES  # pylint: disable=g-import-not-at-top
     if policy not in POLICIES:
       raise ValueError(
           f"exptest: policy must be one of {sorted(POLICIES)} or a Policy"
@@ -128,3 +129,19 @@ def check_policy(policy: Any) -> None:
         f"exptest: policy must be hashable (a frozen dataclass), got"
         f" {policy!r}: the update is compiled once per policy."
     ) from None
+
+
+# The policies a name selects: `name -> (sgd_correction -> Policy)`.
+POLICIES = {
+    "paper": PaperPolicy,
+    "probing": lambda sgd_correction: ProbingPolicy(),
+}
+
+
+def resolve_policy(policy: Union[None, str, Policy], sgd_correction: bool) -> Policy:
+  """A `Policy` from `exptest`'s `policy` argument (None: the paper's)."""
+  if policy is None:
+    policy = "paper"
+  if isinstance(policy, str):
+    return POLICIES[policy](sgd_correction)
+  return policy

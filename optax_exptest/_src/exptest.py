@@ -32,6 +32,7 @@ import optax
 from optax_exptest._src import arguments
 from optax_exptest._src import collapse
 from optax_exptest._src import correction as correction_lib
+from optax_exptest._src import finite
 from optax_exptest._src import history as history_lib
 from optax_exptest._src import inner_rules
 from optax_exptest._src import scales as scales_lib
@@ -42,8 +43,6 @@ from optax_exptest._src.decision import Phase
 from optax_exptest._src.decision import Verdict
 from optax_exptest._src.lazy_cond import lazy_cond
 from optax_exptest._src.lazy_cond import lazy_update
-from optax_exptest._src.paper_policy import PaperPolicy
-from optax_exptest._src.probing_policy import ProbingPolicy
 from optax_exptest._src.policy import AnchorMode
 from optax_exptest._src.policy import Event
 from optax_exptest._src.policy import Hyperparameters
@@ -201,44 +200,6 @@ def _float_dtype(params: Any) -> jnp.dtype:
 
 # ----------------------------------------------------------------------------
 # Faults: the per-step checks.
-
-
-def _non_finite_flag(
-    value: jax.Array, grads: optax.Updates, updates: Any
-) -> tuple[jax.Array, jax.Array]:
-  """`(flag, ||grads||^2)`: the flag is 0 when `value` and every entry of
-  `grads` and `updates` are finite, NaN otherwise.
-
-  The per-step form is a sum of squares, which XLA:CPU reduces faster than
-  any other form measured (`docs/design.md`, section 7). It overflows for
-  finite entries (float32 gradients of 2e19), so an infinite sum is checked
-  again exactly: `x * 0` is 0 for a finite `x` and NaN for inf or NaN, and a
-  sum of zeros cannot overflow.
-  """
-  # Piecewise constant: no derivative flows through (nor through the branch).
-  value, trees = jax.lax.stop_gradient((value, (grads, updates)))
-  grad_squares = correction_lib.sum_of_squares(trees[0], value.dtype)
-  squares = grad_squares + correction_lib.sum_of_squares(trees[1], value.dtype)
-  flag = lazy_cond(
-      jnp.isinf(squares), _exact_non_finite_flag, _flag_of_squares,
-      value, squares, trees,
-  )
-  return flag, grad_squares
-
-
-def _flag_of_squares(value: jax.Array, squares: jax.Array, trees: Any) -> jax.Array:
-  del trees
-  return value * 0 + squares * 0  # squares is finite or NaN here
-
-
-def _exact_non_finite_flag(
-    value: jax.Array, squares: jax.Array, trees: Any
-) -> jax.Array:
-  del squares
-  flag = value * 0
-  for x in jax.tree.leaves(trees):
-    flag += jnp.sum(x * jnp.zeros((), x.dtype)).astype(flag.dtype)
-  return flag
 
 
 def _is_fault(
@@ -663,7 +624,8 @@ class _Config(NamedTuple):
     if self.rule.kind != inner_rules.UNKNOWN:
       return self.rule
     leaves, treedef = jax.tree.flatten(params)
-    return _rule_for_tree(self.inner, treedef, tuple(jnp.ndim(x) for x in leaves))
+    return inner_rules.classify_on_tree(
+        self.inner, treedef, tuple(jnp.ndim(x) for x in leaves))
 
   def hyperparameters(self, dtype: jnp.dtype) -> Hyperparameters:
     factor = jnp.inf if self.divergence_factor is None else self.divergence_factor
@@ -684,34 +646,6 @@ class _Config(NamedTuple):
         measures_rho=self.rule_for(params).measures_rho,
         cools_down=self.horizon is not None,
     )
-
-
-# The policies a name selects: `name -> (sgd_correction -> Policy)`.
-POLICIES = {
-    "paper": PaperPolicy,
-    "probing": lambda sgd_correction: ProbingPolicy(),
-}
-
-
-def _resolve_policy(policy: Union[None, str, Policy], sgd_correction: bool) -> Policy:
-  """A `Policy` from `exptest`'s `policy` argument (None: the paper's)."""
-  if policy is None:
-    policy = "paper"
-  if isinstance(policy, str):
-    return POLICIES[policy](sgd_correction)
-  return policy
-
-
-@functools.lru_cache(maxsize=64)
-def _rule_for_tree(
-    inner: optax.GradientTransformationExtraArgs,
-    treedef: Any,
-    ranks: tuple[int, ...],
-) -> inner_rules.InnerRule:
-  """`inner_rules.classify` on a tree of `treedef` (cached: `update` asks at
-  every eager call and every trace)."""
-  params = jax.tree.unflatten(treedef, [jnp.zeros((1,) * r) for r in ranks])
-  return inner_rules.classify(inner, params)
 
 
 def _init(config: _Config, params: optax.Params) -> ExpTestState:
@@ -825,7 +759,7 @@ def _record_decide_apply(
   """Records the loss, decides when needed, and applies the verdict."""
   # The per-step path: the fault check and the loss's push (a faulty step's
   # loss is left out).
-  flag, grad_squares = _non_finite_flag(
+  flag, grad_squares = finite.non_finite_flag(
       value, grads, updates if static.inner else ()
   )
   faults = _count_faults(
@@ -1023,7 +957,7 @@ def exptest(
       divergence_factor=divergence_factor,
       divergence_patience=divergence_patience, loss_floor=loss_floor,
       horizon=horizon, inner=inner,
-      policy=_resolve_policy(policy, sgd_correction),
+      policy=arguments.resolve_policy(policy, sgd_correction),
       mode=AnchorMode.of(reset, anchor),
       capacity=arguments.static_capacity(capacity),
       rule=inner_rules.classify(inner),

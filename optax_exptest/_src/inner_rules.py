@@ -38,6 +38,7 @@ it (`classify`) rather than by its name or state type, so wrappers,
 The plain path (`inner=None`) has `rho = 1` and no probe.
 """
 
+import functools
 import math
 from typing import Any, NamedTuple, Optional
 
@@ -236,3 +237,15 @@ def measured_rho(
                                                    optax.tree.cast(b, dtype)))
   ratio = dot(grads, updates) / dot(grads, grads)
   return jnp.where(jnp.isfinite(ratio) & (ratio > 0), ratio, 1).astype(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def classify_on_tree(
+    inner: optax.GradientTransformationExtraArgs,
+    treedef: Any,
+    ranks: tuple[int, ...],
+) -> InnerRule:
+  """`classify` on a tree of `treedef` (cached: `update` asks at
+  every eager call and every trace)."""
+  params = jax.tree.unflatten(treedef, [jnp.zeros((1,) * r) for r in ranks])
+  return classify(inner, params)
