@@ -21,12 +21,13 @@ demo: $(STAMP)
 	$(BIN)/python examples/mnist_demo.py
 
 # Two tiers, chosen by the `slow` marker (pyproject.toml; docs/design.md section 9).
-# `make test`, on every change: the linter, then every test not marked slow (on two cores,
-# 8 minutes on a first run, 2 once JAX's compilation cache in .pytest_cache/jax is warm). `make test-all`, what CI runs: the linter, then every test, the slow ones
+# `make test`, on every change: the linter, then every test not marked slow (on two
+# cores, 8 minutes on a first run, 2 once JAX's compilation cache in .pytest_cache/jax
+# is warm). `make test-all`, what CI runs: the linter, then every test, the slow ones
 # included (float64 cases, every case of each property sweep, benchmarks' --quick runs,
 # notebooks, the demo, Ray and Optuna runs).
 # .venv/bin first on PATH: the notebooks' Jupyter kernel runs `python`.
-# A file's tests on one worker; the files with slow tests first (tests/conftest.py).
+# A file's tests on one worker; the files with the most slow tests first (tests/conftest.py).
 PYTEST := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile \
 	--no-loadscope-reorder -q --durations=15
 

@@ -8,12 +8,12 @@ Two tiers, by the ``slow`` marker: ``make test`` runs ``-m "not slow"``, ``make
 test-all`` (CI) everything. Property sweeps (`helpers.sweep`) run a few
 spanning cases in ``make test`` and mark the others slow.
 
-How `make test` spreads the tests over its two pytest-xdist workers
-(``--dist loadfile --no-loadscope-reorder``): a file's tests run on one worker,
-so that what they share (module fixtures such as the local Ray instance, jitted
-functions at module level) is built once, and the files holding the most tests marked
-``slow`` (a benchmark's ``--quick`` run, a notebook, a run in subprocesses) are
-handed out first, then the files of the most tests: a worker
+How both tiers spread the tests over two pytest-xdist workers (``--dist
+loadfile --no-loadscope-reorder``): a file's tests run on one worker, so that
+what they share (module fixtures such as the local Ray instance, jitted
+functions at module level) is built once, and the files holding the most tests
+marked ``slow`` (a benchmark's ``--quick`` run, a notebook, a run in
+subprocesses) are handed out first, then the files of the most tests: a worker
 is then not left with a file of half-minute tests while the other one is idle
 (xdist's own order, by test count, put those files last). Without xdist the
 order is pytest's.
